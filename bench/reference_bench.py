@@ -1,0 +1,85 @@
+"""Throughput of the PyTorch reference model (eager, CPU): the baseline the C++ engine is measured against.
+
+Measures, on one model and thread count:
+  decode  single-stream greedy decoding with a KV cache: tokens/s over --decode-tokens steps
+          after a --prompt-tokens prefill
+  score   batch --score-batch x --score-len token windows, one forward each: tokens/s
+and peak resident memory. Token ids are drawn with a fixed seed: speed does not depend on content.
+
+Writes --out (JSON) and prints a Markdown table row.
+Usage: /usr/bin/python3 bench/reference_bench.py --model models/pkm-small --out bench/results/reference.json
+"""
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.checkpoint import load_model  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    """Seconds of the fastest of `repeats` runs (after one warm-up run)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.no_grad()
+def decode_seconds(model, prompt_tokens: int, decode_tokens: int, gen: torch.Generator) -> float:
+    prompt = torch.randint(0, model.cfg.vocab_size, (1, prompt_tokens), generator=gen)
+    cache = model.new_cache()
+    logits = model(prompt, cache=cache)
+    start = time.perf_counter()
+    for _ in range(decode_tokens):
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        logits = model(nxt, cache=cache)
+    return time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("models/pkm-small"))
+    ap.add_argument("--out", type=Path, default=Path("bench/results/reference.json"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-tokens", type=int, default=16)
+    ap.add_argument("--decode-tokens", type=int, default=128)
+    ap.add_argument("--score-batch", type=int, default=32)
+    ap.add_argument("--score-len", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    gen = torch.Generator().manual_seed(0)
+
+    decode_s = min(decode_seconds(model, args.prompt_tokens, args.decode_tokens, gen) for _ in range(args.repeats))
+    windows = torch.randint(0, model.cfg.vocab_size, (args.score_batch, args.score_len), generator=gen)
+    score_s = best_of(lambda: torch.no_grad()(model)(windows), args.repeats)
+
+    result = {
+        "engine": "pytorch-reference-eager", "torch": torch.__version__, "threads": args.threads,
+        "cpu": platform.processor() or platform.machine(), "model": str(args.model),
+        "decode_tokens_per_s": args.decode_tokens / decode_s,
+        "score_tokens_per_s": args.score_batch * args.score_len / score_s,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("model", "out")},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print("| engine | threads | decode tok/s (batch 1) | score tok/s (batch 32) | peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| {result['engine']} | {args.threads} | {result['decode_tokens_per_s']:.1f} | "
+          f"{result['score_tokens_per_s']:.0f} | {result['peak_rss_bytes'] / 2**20:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+# Shared CMake helpers: warning flags and the test helper.
+
+# pkm_warnings(target): the project's warning set, as errors when PKMSERVE_WERROR is on.
+function(pkm_warnings target)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+      -Wconversion -Wno-sign-conversion $<$<BOOL:${PKMSERVE_WERROR}>:-Werror>>)
+endfunction()
+
+# pkm_test(name SOURCES a.cc b.cc LIBS lib1 lib2): a GoogleTest executable whose tests CTest
+# discovers one by one. Tests run with the repository root as working directory, so they can
+# read models/ and tests/data/ by relative path.
+function(pkm_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
+  pkm_warnings(${name})
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} DISCOVERY_TIMEOUT 30)
+endfunction()

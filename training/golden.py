@@ -1,0 +1,72 @@
+"""Writes golden vectors for parity tests from an exported model directory.
+
+The reference model is loaded from the exported files (so fp16 rounding of the weights is
+included) and run in fp32. For each fixed token sequence it stores:
+    seq{i}.tokens                  I32 [T]
+    seq{i}.logits                  F32 [T, vocab]      logits at every position
+    seq{i}.layer{l}.pkm_ids        I32 [T, H, k]       slot ids of memory layer l, best first
+    seq{i}.layer{l}.pkm_weights    F32 [T, H, k]       their softmax weights
+into golden.safetensors, and golden.json describing the sequences and the model.
+
+Usage: /usr/bin/python3 -m training.golden --model models/pkm-small --out tests/data/golden
+"""
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+
+from training import safetensors_io
+from training.checkpoint import load_model
+
+# Fixed inputs: one single token, a passage from the training text, a held-out passage, and
+# a string that needs byte fallback.
+TEXTS = [
+    None,  # <s> alone
+    "Call me Ishmael. Some years ago—never mind how long precisely—having little or no money in my purse",
+    "The state of the Union is strong, and the Congress has before it the question of how the nation "
+    "shall pay for the roads, the schools and the defense of its people in the years to come.",
+    "Naïve café owners paid 12,345.67 dollars — 🐋!",
+]
+
+
+def sequences(sp, bos: int):
+    return [[bos] + (sp.encode(t) if t else []) for t in TEXTS]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@torch.no_grad()
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("models/pkm-small"))
+    ap.add_argument("--out", type=Path, default=Path("tests/data/golden"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    model = load_model(args.model)
+    sp = spm.SentencePieceProcessor(model_file=str(args.model / "tokenizer.model"))
+    pkm_layers = [i for i, _ in model.pkm_modules()]
+    tensors, meta = {}, []
+    for i, ids in enumerate(sequences(sp, model.cfg.bos_id)):
+        lookups = []
+        logits = model(torch.tensor([ids]), lookups=lookups)[0]
+        tensors[f"seq{i}.tokens"] = torch.tensor(ids, dtype=torch.int32)
+        tensors[f"seq{i}.logits"] = logits.float()
+        for layer, (pkm_ids, w) in zip(pkm_layers, lookups):
+            tensors[f"seq{i}.layer{layer}.pkm_ids"] = pkm_ids[0].to(torch.int32)
+            tensors[f"seq{i}.layer{layer}.pkm_weights"] = w[0].float()
+        meta.append({"name": f"seq{i}", "text": TEXTS[i], "tokens": len(ids)})
+    args.out.mkdir(parents=True, exist_ok=True)
+    safetensors_io.save(tensors, args.out / "golden.safetensors", {"model": str(args.model)})
+    info = {"model": str(args.model), "model_sha256": sha256(args.model / "model.safetensors"),
+            "pkm_layers": pkm_layers, "torch": torch.__version__, "sequences": meta}
+    (args.out / "golden.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    print(f"golden: {len(meta)} sequences, {sum(m['tokens'] for m in meta)} positions -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
