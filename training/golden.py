@@ -6,6 +6,10 @@ included) and run in fp32. For each fixed token sequence it stores:
     seq{i}.logits                  F32 [T, vocab]      logits at every position
     seq{i}.layer{l}.pkm_ids        I32 [T, H, k]       slot ids of memory layer l, best first
     seq{i}.layer{l}.pkm_weights    F32 [T, H, k]       their softmax weights
+and, for greedy generation from each prompt in PROMPTS (KV-cached decoding, argmax with the
+lowest id on ties, no stop at </s>):
+    gen{i}.prompt                  I32 [P]
+    gen{i}.tokens                  I32 [GEN_TOKENS]    the generated tokens
 into golden.safetensors, and golden.json describing the sequences and the model.
 
 Usage: /usr/bin/python3 -m training.golden --model models/pkm-small --out tests/data/golden
@@ -31,6 +35,9 @@ TEXTS = [
     "Naïve café owners paid 12,345.67 dollars — 🐋!",
 ]
 
+PROMPTS = ["Call me Ishmael.", "Fellow-Citizens of the Senate and House of Representatives:"]
+GEN_TOKENS = 24
+
 
 def sequences(sp, bos: int):
     return [[bos] + (sp.encode(t) if t else []) for t in TEXTS]
@@ -38,6 +45,19 @@ def sequences(sp, bos: int):
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@torch.no_grad()
+def greedy(model, prompt, steps: int):
+    cache = model.new_cache()
+    logits = model(torch.tensor([prompt]), cache=cache)
+    out = []
+    for _ in range(steps):
+        row = logits[0, -1]
+        nxt = int(torch.nonzero(row == row.max())[0])  # lowest id among the maxima
+        out.append(nxt)
+        logits = model(torch.tensor([[nxt]]), cache=cache)
+    return out
 
 
 @torch.no_grad()
@@ -60,10 +80,18 @@ def main():
             tensors[f"seq{i}.layer{layer}.pkm_ids"] = pkm_ids[0].to(torch.int32)
             tensors[f"seq{i}.layer{layer}.pkm_weights"] = w[0].float()
         meta.append({"name": f"seq{i}", "text": TEXTS[i], "tokens": len(ids)})
+    generations = []
+    for i, text in enumerate(PROMPTS):
+        prompt = [model.cfg.bos_id] + sp.encode(text)
+        gen = greedy(model, prompt, GEN_TOKENS)
+        tensors[f"gen{i}.prompt"] = torch.tensor(prompt, dtype=torch.int32)
+        tensors[f"gen{i}.tokens"] = torch.tensor(gen, dtype=torch.int32)
+        generations.append({"name": f"gen{i}", "prompt": text, "completion": sp.decode(gen)})
     args.out.mkdir(parents=True, exist_ok=True)
     safetensors_io.save(tensors, args.out / "golden.safetensors", {"model": str(args.model)})
     info = {"model": str(args.model), "model_sha256": sha256(args.model / "model.safetensors"),
-            "pkm_layers": pkm_layers, "torch": torch.__version__, "sequences": meta}
+            "pkm_layers": pkm_layers, "torch": torch.__version__, "sequences": meta,
+            "generations": generations}
     (args.out / "golden.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
     print(f"golden: {len(meta)} sequences, {sum(m['tokens'] for m in meta)} positions -> {args.out}")
 

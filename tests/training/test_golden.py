@@ -61,3 +61,15 @@ def test_golden_lookups_are_valid(root, golden):
             assert ids.min() >= 0 and ids.max() < slots
             torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
             assert (w[..., :-1] >= w[..., 1:]).all(), "weights must be ordered best first"
+
+
+@torch.no_grad()
+def test_greedy_generations_match_full_forward(root, golden):
+    """The stored greedy tokens are the argmax of a full (uncached) forward at every step."""
+    info, tensors = golden
+    model = load_model(root / info["model"])
+    for gen in info["generations"]:
+        prompt = tensors[f"{gen['name']}.prompt"].tolist()
+        tokens = tensors[f"{gen['name']}.tokens"].tolist()
+        logits = model(torch.tensor([prompt + tokens]))[0]
+        assert logits[len(prompt) - 1:-1].argmax(-1).tolist() == tokens
