@@ -31,7 +31,7 @@ serve: build
 	$(BUILD)/bin/pkmserve --model $(MODEL)
 
 bench: build
-	@$(PY) bench/reference_bench.py --model $(MODEL) --out bench/results/reference.json
+	@$(PY) bench/compare_cpu.py --model $(MODEL) --build $(BUILD)
 
 # ---- reproducing the bundled model (see docs/training.md) -----------------------------------
 corpus: setup

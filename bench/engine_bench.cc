@@ -1,0 +1,153 @@
+// Throughput and memory of the CPU engine on the workloads of bench/reference_bench.py:
+//   decode  single-stream greedy decoding: tokens/s over --decode-tokens steps after a
+//           --prompt-tokens prefill
+//   score   --score-batch sequences of --score-len tokens scored in one step: tokens/s
+// plus peak resident memory against the engine's weight and KV cache bytes.
+// Token ids are drawn with a fixed seed: speed does not depend on content.
+//
+//   build/bin/engine_bench [--model DIR] [--threads N] [--out FILE.json]
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "model_loader/model_loader.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+int Argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, x + n) - x); }
+
+void Check(const pkm::Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "engine_bench: %s: %s\n", what, s.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_dir = "models/pkm-small", out;
+  int threads = 2, prompt_tokens = 16, decode_tokens = 128, score_batch = 32, score_len = 256;
+  int repeats = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--model") model_dir = v;
+    else if (a == "--threads") threads = std::atoi(v.c_str());
+    else if (a == "--out") out = v;
+    else if (a == "--decode-tokens") decode_tokens = std::atoi(v.c_str());
+    else if (a == "--score-batch") score_batch = std::atoi(v.c_str());
+    else if (a == "--score-len") score_len = std::atoi(v.c_str());
+    else if (a == "--repeats") repeats = std::atoi(v.c_str());
+    else {
+      std::fprintf(stderr, "engine_bench: unknown flag %s\n", a.c_str());
+      return 2;
+    }
+  }
+  // The model file is mapped only while the engine copies its weights.
+  std::unique_ptr<pkm::Engine> engine_ptr;
+  pkm::ModelConfig cfg;
+  {
+    auto model = pkm::LoadModel(model_dir);
+    if (!model.ok()) {
+      std::fprintf(stderr, "engine_bench: %s\n", model.status().ToString().c_str());
+      return 2;
+    }
+    cfg = model->config();
+    // KV cache sized to the largest workload, so resident memory is compared with what it needs.
+    const size_t block_bytes =
+        pkm::KvCache::BytesPerPosition(cfg.n_layers, cfg.n_heads, cfg.d_model / cfg.n_heads) *
+        pkm::KvCache::kBlockSize;
+    const size_t blocks_per_seq =
+        (score_len + pkm::KvCache::kBlockSize - 1) / pkm::KvCache::kBlockSize;
+    pkm::EngineOptions options;
+    options.kv_cache_bytes = block_bytes * blocks_per_seq * score_batch;
+    auto engine_or = pkm::Engine::Create(*model, pkm::MakeCpuBackend(threads), options);
+    if (!engine_or.ok()) {
+      std::fprintf(stderr, "engine_bench: %s\n", engine_or.status().ToString().c_str());
+      return 2;
+    }
+    engine_ptr = std::move(*engine_or);
+  }
+  pkm::Engine& engine = *engine_ptr;
+
+  std::mt19937 rng(0);
+  std::uniform_int_distribution<int32_t> tok(3, cfg.vocab_size - 1);
+  pkm::StepResult step;
+
+  // Decode: best of `repeats`.
+  double decode_s = 1e30;
+  for (int r = 0; r <= repeats; ++r) {  // r == 0 warms up
+    std::vector<int32_t> prompt(prompt_tokens);
+    for (auto& t : prompt) t = tok(rng);
+    pkm::SeqChunk ch{.seq = 1, .tokens = prompt};
+    Check(engine.Step({&ch, 1}, &step), "prefill");
+    int32_t next = 0;
+    auto t0 = Clock::now();
+    for (int i = 0; i < decode_tokens; ++i) {
+      next = Argmax(step.logits.data(), cfg.vocab_size);
+      pkm::SeqChunk d{.seq = 1, .tokens = {&next, 1}};
+      Check(engine.Step({&d, 1}, &step), "decode");
+    }
+    if (r > 0) decode_s = std::min(decode_s, Seconds(t0, Clock::now()));
+    engine.Release(1);
+  }
+
+  // Score: score_batch sequences in one step, each token's next token as target.
+  std::vector<std::vector<int32_t>> seqs(score_batch, std::vector<int32_t>(score_len + 1));
+  for (auto& s : seqs) for (auto& t : s) t = tok(rng);
+  std::vector<pkm::SeqChunk> batch;
+  for (int i = 0; i < score_batch; ++i) {
+    batch.push_back({.seq = 10 + i,
+                     .tokens = std::span<const int32_t>(seqs[i]).first(score_len),
+                     .targets = std::span<const int32_t>(seqs[i]).subspan(1)});
+  }
+  double score_s = 1e30;
+  for (int r = 0; r <= repeats; ++r) {
+    auto t0 = Clock::now();
+    Check(engine.Step(batch, &step), "score");
+    if (r > 0) score_s = std::min(score_s, Seconds(t0, Clock::now()));
+    for (int i = 0; i < score_batch; ++i) engine.Release(10 + i);
+  }
+
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double rss = static_cast<double>(ru.ru_maxrss) * 1024.0;
+  const double weights = static_cast<double>(engine.weight_bytes());
+  const double kv = static_cast<double>(engine.kv_cache_bytes());
+  char json[1024];
+  std::snprintf(json, sizeof(json),
+                "{\n \"engine\": \"pkmserve-cpu\",\n \"threads\": %d,\n \"model\": \"%s\",\n"
+                " \"decode_tokens_per_s\": %.3f,\n \"score_tokens_per_s\": %.3f,\n"
+                " \"peak_rss_bytes\": %.0f,\n \"weight_bytes\": %.0f,\n \"kv_cache_bytes\": %.0f,\n"
+                " \"rss_over_weights_plus_kv\": %.4f,\n"
+                " \"settings\": {\"prompt_tokens\": %d, \"decode_tokens\": %d, \"score_batch\": %d,"
+                " \"score_len\": %d, \"repeats\": %d}\n}\n",
+                threads, model_dir.c_str(), decode_tokens / decode_s,
+                score_batch * score_len / score_s, rss, weights, kv, rss / (weights + kv),
+                prompt_tokens, decode_tokens, score_batch, score_len, repeats);
+  std::fputs(json, stdout);
+  if (!out.empty()) {
+    FILE* f = std::fopen(out.c_str(), "w");
+    if (f == nullptr) {
+      std::perror(out.c_str());
+      return 1;
+    }
+    std::fputs(json, f);
+    std::fclose(f);
+  }
+  return 0;
+}

@@ -1,0 +1,98 @@
+// The CPU backend: host memory and the kernels of kernels/cpu.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/backend.h"
+
+namespace pkm {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) { cpu::SetNumThreads(threads); }
+
+  std::string name() const override { return "cpu"; }
+
+  void* Alloc(size_t bytes) override {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+    if (p) allocated_ += rounded;  // Free subtracts the same rounding of the same size
+    return p;
+  }
+  void Free(void* p, size_t bytes) override {
+    if (!p) return;
+    std::free(p);
+    allocated_ -= (bytes + 63) / 64 * 64;
+  }
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void CopyToHost(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void Synchronize() override {}
+  size_t allocated_bytes() const override { return allocated_; }
+
+  void Linear(const float* x, int n, int in, const float* w, const float* b, int out,
+              float* y) override {
+    cpu::Linear(x, n, in, w, b, out, y);
+  }
+  void LayerNorm(const float* x, int n, int d, const float* gamma, const float* beta, float eps,
+                 float* y) override {
+    cpu::LayerNorm(x, n, d, gamma, beta, eps, y);
+  }
+  void Gelu(float* x, size_t count) override { cpu::Gelu(x, count); }
+  void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions,
+            float theta) override {
+    cpu::Rope(x, n, heads, head_dim, positions, theta);
+  }
+  void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
+                      const float* v_cache, int block_size, const int32_t* block_tables,
+                      int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
+                      float* out) override {
+    cpu::PagedAttention(q, n, heads, head_dim, k_cache, v_cache, block_size, block_tables,
+                        max_blocks, token_seq, token_pos, out);
+  }
+  void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
+                 const float* values, float* out, int32_t* ids, float* weights) override {
+    cpu::PkmLookup(s, q, n, keys, values, out, ids, weights);
+  }
+  void Embedding(const float* table, int d, const int32_t* tokens, int n, float* out) override {
+    for (int t = 0; t < n; ++t) {
+      std::memcpy(out + static_cast<size_t>(t) * d, table + static_cast<size_t>(tokens[t]) * d,
+                  sizeof(float) * d);
+    }
+  }
+  void Add(float* y, const float* x, size_t count) override {
+    for (size_t i = 0; i < count; ++i) y[i] += x[i];
+  }
+  void KvWrite(const float* k, const float* v, int n, int row, int block_size,
+               const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+               const int32_t* token_pos, float* k_cache, float* v_cache) override {
+    for (int t = 0; t < n; ++t) {
+      int pos = token_pos[t];
+      int32_t block = block_tables[static_cast<size_t>(token_seq[t]) * max_blocks + pos / block_size];
+      size_t slot = (static_cast<size_t>(block) * block_size + pos % block_size) * row;
+      std::memcpy(k_cache + slot, k + static_cast<size_t>(t) * row, sizeof(float) * row);
+      std::memcpy(v_cache + slot, v + static_cast<size_t>(t) * row, sizeof(float) * row);
+    }
+  }
+  void GatherRows(const float* x, int d, const int32_t* rows, int count, float* out) override {
+    for (int i = 0; i < count; ++i) {
+      std::memcpy(out + static_cast<size_t>(i) * d, x + static_cast<size_t>(rows[i]) * d,
+                  sizeof(float) * d);
+    }
+  }
+
+ private:
+  std::atomic<size_t> allocated_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeCpuBackend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace pkm

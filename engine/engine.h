@@ -1,0 +1,142 @@
+// The inference engine: model weights on a backend, the paged KV cache, and a step function
+// over a ragged batch in which each sequence contributes a prefill chunk or one decode token.
+//
+// Results are batch-invariant: a sequence's logits do not depend on which other sequences
+// share the step, nor on how its prompt was split into chunks (every kernel computes a
+// token's row with the same operations whatever else is in the call).
+//
+// Not thread-safe: one thread (the scheduler's engine thread) drives an Engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/backend.h"
+#include "engine/kv_cache.h"
+#include "model_loader/model_config.h"
+#include "model_loader/model_loader.h"
+
+namespace pkm {
+
+struct EngineOptions {
+  // Memory for the KV cache; rounded down to whole blocks of KvCache::kBlockSize positions.
+  size_t kv_cache_bytes = size_t{256} << 20;
+  // Record each memory layer's selected slot ids of the last step (for usage metrics and tests).
+  bool record_pkm_lookups = false;
+};
+
+// One sequence's part of a step.
+struct SeqChunk {
+  SeqId seq = 0;
+  // Tokens appended to the sequence: a prefill chunk, or one decode token. Not empty.
+  std::span<const int32_t> tokens = {};
+  // Return the logits of every token of the chunk (tests, diagnostics) instead of only the
+  // last token's. Memory: tokens x vocab floats.
+  bool all_logits = false;
+  // Scoring: targets[i] is the token whose log-probability is wanted after tokens[i] (same
+  // length as tokens; -1 scores nothing there). The engine computes log-probabilities itself,
+  // so a long chunk never holds its [tokens, vocab] logits at once. With targets and without
+  // all_logits, the chunk returns no logits.
+  std::span<const int32_t> targets = {};
+  // With targets: also the top_n most likely tokens at each scored position.
+  int top_n = 0;
+};
+
+// Log-probabilities of one chunk's targets (positions with target -1 are skipped).
+struct ChunkScores {
+  std::vector<float> logprobs;
+  std::vector<std::vector<std::pair<int32_t, float>>> top;  // per scored position, best first
+};
+
+struct StepResult {
+  // Logits [rows, vocab] in batch order. logits_row[i]: the first row of chunk i (all of its
+  // tokens with all_logits, its last token for generation), or -1 when it returns none.
+  std::vector<float> logits;
+  std::vector<int> logits_row;
+  // scores[i]: chunk i's target log-probabilities (empty without targets).
+  std::vector<ChunkScores> scores;
+  // When record_pkm_lookups: per memory layer (in pkm_layers order), [n_tokens, heads, knn]
+  // slot ids of every token of the step, in batch order.
+  std::vector<std::vector<int32_t>> pkm_ids;
+};
+
+class Engine {
+ public:
+  // Uploads the model's weights (widened to fp32) to the backend and sizes the KV cache.
+  static StatusOr<std::unique_ptr<Engine>> Create(const LoadedModel& model,
+                                                  std::unique_ptr<Backend> backend,
+                                                  const EngineOptions& options);
+  ~Engine();
+
+  // Runs one forward step. A sequence seen for the first time starts at position 0; later
+  // chunks continue where it stopped. Fails, changing nothing, with kResourceExhausted when the
+  // KV cache cannot hold the step's new positions (the caller may preempt and retry), and with
+  // kInvalidArgument for an empty chunk, a repeated sequence, a token outside the vocabulary or
+  // a sequence longer than max_seq_len.
+  Status Step(std::span<const SeqChunk> batch, StepResult* result);
+
+  // Frees a sequence's KV blocks (finished, cancelled or preempted). Unknown ids are ignored.
+  void Release(SeqId seq);
+
+  // Positions `seq` holds in the cache (0 for an unknown sequence).
+  int SequenceLength(SeqId seq) const;
+  // KV blocks `seq` would still need to grow by `new_tokens` positions.
+  int KvBlocksNeeded(SeqId seq, int new_tokens) const;
+
+  const ModelConfig& config() const { return config_; }
+  const KvCache& kv_cache() const { return kv_; }
+  size_t kv_cache_bytes() const;
+  size_t weight_bytes() const { return weight_bytes_; }
+  Backend& backend() { return *backend_; }
+
+ private:
+  struct LayerWeights;
+  Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int kv_blocks,
+         const EngineOptions& options);
+  Status UploadWeights(const LoadedModel& model);
+  float* Upload(const LoadedModel& model, const std::string& name);
+  // A row of the step that needs logits (target -1) or a score (target >= 0).
+  struct OutputRow {
+    int32_t token;  // index in the step's flattened tokens
+    int chunk;
+    int32_t target;
+  };
+  Status Validate(std::span<const SeqChunk> batch) const;
+  void EnsureScratch();
+  // Runs n tokens (whose ids, chunks and positions are in the scratch) through every layer,
+  // leaving the last hidden states in the scratch. first_token: their index in the step.
+  void Forward(int n, int max_blocks, StepResult* result, int first_token);
+  // Final norm + LM head over `rows` (all within the tile starting at first_token),
+  // kLogitTile rows at a time, filling the result's logits and scores.
+  void EmitOutputs(std::span<const SeqChunk> batch, std::span<const OutputRow> rows,
+                   int first_token, size_t* logits_written, StepResult* result);
+
+  ModelConfig config_;
+  EngineOptions options_;
+  std::unique_ptr<Backend> backend_;
+  KvCache kv_;
+  std::unordered_map<SeqId, int> lengths_;
+  // Weights: one buffer per tensor, fp32.
+  std::vector<DeviceBuffer> weight_buffers_;
+  size_t weight_bytes_ = 0;
+  float* tok_embeddings_ = nullptr;
+  float* final_norm_w_ = nullptr;
+  float* final_norm_b_ = nullptr;
+  float* lm_head_ = nullptr;
+  std::vector<LayerWeights> layers_;
+  // Tokens per pass through the layers, and rows per LM-head GEMM: bounds activation memory.
+  static constexpr int kMaxTileTokens = 256;
+  static constexpr int kLogitTile = 64;
+  // KV storage per layer.
+  std::vector<DeviceBuffer> k_cache_, v_cache_;
+  // Scratch, grown on demand.
+  struct Scratch;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace pkm

@@ -1,0 +1,176 @@
+// Dot products of contiguous rows with AVX2/FMA: the one piece of arithmetic behind Linear,
+// the PKM sub-key scores and the attention scores. Private to kernels/cpu; include only from
+// files compiled with -mavx2 -mfma.
+//
+// Every dot product over `len` floats is computed the same way wherever it sits in a tile:
+// eight lane sums, lane l accumulating elements l, l+8, l+16, ... with one FMA each, in order
+// (the last partial chunk through a masked load, its missing lanes read as zero); then the
+// fixed tree ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)); then + bias. Tiles only decide how many
+// independent dot products share the loads, never the order of one: so a result does not
+// depend on the tile shape, the number of rows in the call or the threads.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pkm::cpu::avx2 {
+
+// Mask of the first `rem` lanes (0 <= rem <= 8), for the partial chunk at the end of a row.
+inline __m256i FirstLanes(int rem) {
+  static constexpr int32_t kBits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kBits + 8 - rem));
+}
+
+// The four lane-sum trees of a, b, c, d at once (result lane i is the tree of argument i).
+// Lanes do not mix, so passing a duplicate for an unused argument changes nothing.
+inline __m128 Reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  __m256 ab = _mm256_hadd_ps(a, b);      // a0+a1 a2+a3 b0+b1 b2+b3 | a4+a5 a6+a7 b4+b5 b6+b7
+  __m256 cd = _mm256_hadd_ps(c, d);      // likewise for c, d
+  __m256 abcd = _mm256_hadd_ps(ab, cd);  // (a0+a1)+(a2+a3) b.. c.. d.. | (a4+a5)+(a6+a7) ...
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+// The tree of one accumulator: the same arithmetic as its lane in Reduce4.
+inline float Reduce1(__m256 a) { return _mm_cvtss_f32(Reduce4(a, a, a, a)); }
+
+// y[r·ldy + c] = x[r·ldx, :len] · w[c·ldw, :len] (+ b[c]) for r < R, c < C (C <= 8).
+template <int R, int C>
+inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int len,
+                    const float* b, float* y, size_t ldy) {
+  static_assert(R >= 1 && C >= 1 && C <= 8, "tile shape");
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  }
+  int k = 0;
+  for (; k + 8 <= len; k += 8) {
+    __m256 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + k);
+    for (int c = 0; c < C; ++c) {
+      __m256 wv = _mm256_loadu_ps(w + c * ldw + k);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
+    }
+  }
+  if (k < len) {
+    __m256i mask = FirstLanes(len - k);
+    __m256 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm256_maskload_ps(x + r * ldx + k, mask);
+    for (int c = 0; c < C; ++c) {
+      __m256 wv = _mm256_maskload_ps(w + c * ldw + k, mask);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c0 = 0; c0 < C; c0 += 4) {
+      // Columns past C repeat column c0; their lanes are computed and dropped.
+      auto col = [&](int c) { return acc[r][c < C ? c : c0]; };
+      alignas(16) float sums[4];
+      _mm_store_ps(sums, Reduce4(col(c0), col(c0 + 1), col(c0 + 2), col(c0 + 3)));
+      for (int c = c0; c < C && c < c0 + 4; ++c) {
+        y[r * ldy + c] = b ? sums[c - c0] + b[c] : sums[c - c0];
+      }
+    }
+  }
+}
+
+// DotTile over R rows and any number of columns, in tiles of C columns then a narrower tail.
+template <int R, int C>
+inline void DotRowsAllCols(const float* x, size_t ldx, const float* w, size_t ldw, int cols,
+                           int len, const float* b, float* y, size_t ldy) {
+  int c = 0;
+  for (; c + C <= cols; c += C) {
+    DotTile<R, C>(x, ldx, w + c * ldw, ldw, len, b ? b + c : nullptr, y + c, ldy);
+  }
+  const float* wt = w + c * ldw;
+  const float* bt = b ? b + c : nullptr;
+  switch (cols - c) {
+    case 0: break;
+    case 1: DotTile<R, 1>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+    case 2: DotTile<R, 2>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+    case 3: DotTile<R, 3>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+    case 4: DotTile<R, 4>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+    case 5: DotTile<R, 5>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+    case 6: DotTile<R, 6>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+    default: DotTile<R, 7>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
+  }
+}
+
+// y[i·ldy + j] = x[i·ldx, :len] · w[j·ldw, :len] (+ b[j]) for i < rows, j < cols; serial.
+// Columns outermost: a tile's few rows of w stay in L1 while the rows of x stream past.
+inline void DotBlock(const float* x, size_t ldx, int rows, const float* w, size_t ldw, int cols,
+                     int len, const float* b, float* y, size_t ldy) {
+  constexpr int kCols = 4;  // 3 rows × 4 columns: 12 accumulators + 3 x + 1 w = 16 registers
+  for (int c = 0; c < cols; c += kCols) {
+    int nc = cols - c < kCols ? cols - c : kCols;
+    const float* wc = w + c * ldw;
+    const float* bc = b ? b + c : nullptr;
+    int r = 0;
+    for (; r + 3 <= rows; r += 3) {
+      DotRowsAllCols<3, kCols>(x + r * ldx, ldx, wc, ldw, nc, len, bc, y + r * ldy + c, ldy);
+    }
+    if (rows - r == 2) {
+      DotRowsAllCols<2, kCols>(x + r * ldx, ldx, wc, ldw, nc, len, bc, y + r * ldy + c, ldy);
+    } else if (rows - r == 1) {
+      DotRowsAllCols<1, kCols>(x + r * ldx, ldx, wc, ldw, nc, len, bc, y + r * ldy + c, ldy);
+    }
+  }
+}
+
+// One row against many: y[j] = x · w[j·ldw, :len] (+ b[j]), 8 columns at a time so that eight
+// independent FMA chains hide the latency (the decode case, n = 1).
+inline void DotRow(const float* x, const float* w, size_t ldw, int cols, int len, const float* b,
+                   float* y) {
+  DotRowsAllCols<1, 8>(x, 0, w, ldw, cols, len, b, y, 0);
+}
+
+// x · w[i] for four rows w[0..3] anywhere in memory, e.g. keys of four positions scattered
+// over cache blocks: the same arithmetic per dot product as DotTile.
+inline __m128 Dot4(const float* x, const float* const* w, int len) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+  int k = 0;
+  for (; k + 8 <= len; k += 8) {
+    __m256 xv = _mm256_loadu_ps(x + k);
+    for (int c = 0; c < 4; ++c) acc[c] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[c] + k), acc[c]);
+  }
+  if (k < len) {
+    __m256i mask = FirstLanes(len - k);
+    __m256 xv = _mm256_maskload_ps(x + k, mask);
+    for (int c = 0; c < 4; ++c) {
+      acc[c] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w[c] + k, mask), acc[c]);
+    }
+  }
+  return Reduce4(acc[0], acc[1], acc[2], acc[3]);
+}
+
+// x · w: the same arithmetic as one dot product of Dot4 or DotTile.
+inline float Dot1(const float* x, const float* w, int len) {
+  __m256 acc = _mm256_setzero_ps();
+  int k = 0;
+  for (; k + 8 <= len; k += 8) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(w + k), acc);
+  }
+  if (k < len) {
+    __m256i mask = FirstLanes(len - k);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(x + k, mask), _mm256_maskload_ps(w + k, mask), acc);
+  }
+  return Reduce1(acc);
+}
+
+// y[0..len) += a · x[0..len), one FMA per element (the tail through masked loads and stores).
+inline void Axpy(float a, const float* x, int len, float* y) {
+  const __m256 va = _mm256_set1_ps(a);
+  int k = 0;
+  for (; k + 8 <= len; k += 8) {
+    _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+  }
+  if (k < len) {
+    __m256i mask = FirstLanes(len - k);
+    __m256 v = _mm256_fmadd_ps(va, _mm256_maskload_ps(x + k, mask), _mm256_maskload_ps(y + k, mask));
+    _mm256_maskstore_ps(y + k, mask, v);
+  }
+}
+
+}  // namespace pkm::cpu::avx2

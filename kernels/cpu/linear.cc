@@ -1,0 +1,58 @@
+// Linear: y = x·wᵀ + b with our own AVX2 dot-product kernel (dot_avx2.h).
+//
+// Why not OpenBLAS: its sgemm is not batch-invariant. With the same weights, row i of an
+// n = 1 call differs in the last bits from row i of an n = 37 or n = 256 call (n = 1 takes a
+// GEMV path, larger n different blockings and K splits), and the engine needs a token's row to
+// be the same whatever it is batched with. Here every y element is one dot product in a fixed
+// order, so the result is bitwise independent of n and of the thread count by construction
+// (tests/kernels/cpu/linear_test.cc; bench/cpu/linear_bench.cc measures both).
+#include <cstddef>
+
+#include "kernels/cpu/dot_avx2.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
+
+namespace pkm::cpu {
+namespace {
+
+// Work is split into (column block × row block) tasks. A column block of w (kColBlock rows of
+// w) stays in L2 while the row blocks of x stream past it; a thread takes a contiguous run of
+// tasks, i.e. its own column blocks. Small n uses narrower column blocks so that decode still
+// has a task per thread. None of this changes any result, only speed.
+constexpr int kRowBlock = 48;
+constexpr int kColBlockWide = 64;
+constexpr int kColBlockNarrow = 16;
+// Below this many multiply-adds (~50 µs on one core) a parallel region saves little and, on a
+// busy machine, a thread descheduled at the barrier can cost a whole time slice.
+constexpr double kMinParallelMacs = 1024.0 * 1024;
+
+}  // namespace
+
+void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y) {
+  RequireAvx2Fma();
+  if (n <= 0 || out <= 0) return;
+  const int col_block = n < kRowBlock ? kColBlockNarrow : kColBlockWide;
+  const int col_blocks = (out + col_block - 1) / col_block;
+  const int row_blocks = (n + kRowBlock - 1) / kRowBlock;
+  const int tasks = col_blocks * row_blocks;
+  const bool parallel = tasks > 1 && static_cast<double>(n) * in * out >= kMinParallelMacs;
+  const size_t ld = static_cast<size_t>(in);
+
+#pragma omp parallel for schedule(static) num_threads(NumThreads()) if (parallel)
+  for (int task = 0; task < tasks; ++task) {
+    const int c0 = task / row_blocks * col_block;
+    const int r0 = task % row_blocks * kRowBlock;
+    const int cols = out - c0 < col_block ? out - c0 : col_block;
+    const int rows = n - r0 < kRowBlock ? n - r0 : kRowBlock;
+    const float* bias = b ? b + c0 : nullptr;
+    float* yt = y + static_cast<size_t>(r0) * out + c0;
+    if (rows == 1) {
+      avx2::DotRow(x + r0 * ld, w + c0 * ld, ld, cols, in, bias, yt);
+    } else {
+      avx2::DotBlock(x + r0 * ld, ld, rows, w + c0 * ld, ld, cols, in, bias, yt,
+                     static_cast<size_t>(out));
+    }
+  }
+}
+
+}  // namespace pkm::cpu

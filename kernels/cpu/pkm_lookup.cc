@@ -1,0 +1,98 @@
+// PkmLookup, the fast path: AVX2 sub-key scores, top-k selections on rank keys that look at
+// about k·ln k of the k² products (pkm_topk.h), and an FMA gather-sum. Tokens are split over
+// threads; a token's result depends only on its own query, so it is batch-invariant by
+// construction.
+//
+// Selections give exactly the reference's answer (same set, same order, ties included) for the
+// same sub-key scores; the scores themselves are dot products in dot_avx2.h's order, which may
+// differ from the reference's plain loop in the last bit.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/dot_avx2.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/pkm_topk.h"
+
+namespace pkm::cpu {
+namespace {
+
+// Scratch of one thread, reused across its tokens.
+struct Scratch {
+  std::vector<float> s1, s2, sums;
+  std::vector<uint64_t> keys, top1, top2, best;  // rank keys (pkm_topk.h)
+  std::vector<float> e;
+};
+
+// One token: out[v_dim] = Σ_h Σ_j w[h,j]·values[id[h,j]]; ids, weights: [heads, knn] or null.
+void LookupToken(const PkmShape& s, const float* q, const float* keys, const float* values,
+                 Scratch& sc, float* out, int32_t* ids, float* weights) {
+  const int half = s.k_dim / 2, k = s.knn, nk = s.n_keys;
+  const size_t sub = static_cast<size_t>(nk) * half;  // floats of one [n_keys, k_dim/2] table
+  std::fill(out, out + s.v_dim, 0.0f);
+  for (int h = 0; h < s.heads; ++h) {
+    const float* qh = q + static_cast<size_t>(h) * s.k_dim;
+    const float* keys1 = keys + (static_cast<size_t>(h) * 2) * sub;
+    avx2::DotRow(qh, keys1, half, nk, half, nullptr, sc.s1.data());
+    avx2::DotRow(qh + half, keys1 + sub, half, nk, half, nullptr, sc.s2.data());
+    TopKScores(sc.s1.data(), nk, k, sc.keys, sc.top1.data());
+    TopKScores(sc.s2.data(), nk, k, sc.keys, sc.top2.data());
+    TopKSums(sc.top1.data(), sc.top2.data(), k, nk, sc.sums, sc.keys, sc.best.data());
+
+    // Softmax in fp32, max-subtracted, sums in order: the reference's arithmetic.
+    float m = KeyScore(sc.best[0]);
+    for (int j = 1; j < k; ++j) m = std::max(m, KeyScore(sc.best[j]));
+    float denom = 0.0f;
+    for (int j = 0; j < k; ++j) {
+      sc.e[j] = std::exp(KeyScore(sc.best[j]) - m);
+      denom += sc.e[j];
+    }
+    for (int j = 0; j < k; ++j) {
+      const float w = sc.e[j] / denom;
+      const int32_t id = KeyIndex(sc.best[j]);
+      if (ids) ids[static_cast<size_t>(h) * k + j] = id;
+      if (weights) weights[static_cast<size_t>(h) * k + j] = w;
+      if (j + 1 < k) {
+        // The next row is a random place in a large table: start fetching it now.
+        const auto* next = reinterpret_cast<const char*>(
+            values + static_cast<size_t>(KeyIndex(sc.best[j + 1])) * s.v_dim);
+        for (size_t b = 0; b < sizeof(float) * s.v_dim; b += 64) {
+          _mm_prefetch(next + b, _MM_HINT_T0);
+        }
+      }
+      avx2::Axpy(w, values + static_cast<size_t>(id) * s.v_dim, s.v_dim, out);
+    }
+  }
+}
+
+}  // namespace
+
+void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, const float* values,
+               float* out, int32_t* ids, float* weights) {
+  RequireAvx2Fma();
+  const size_t per_token = static_cast<size_t>(s.heads) * s.knn;  // rows of ids and weights
+  // A token costs ~10 µs (the bundled model's shape): a few are needed to pay for a region.
+#pragma omp parallel num_threads(NumThreads()) if (n >= 4)
+  {
+    Scratch sc;
+    sc.s1.resize(static_cast<size_t>(s.n_keys));
+    sc.s2.resize(static_cast<size_t>(s.n_keys));
+    sc.top1.resize(static_cast<size_t>(s.knn));
+    sc.top2.resize(static_cast<size_t>(s.knn));
+    sc.best.resize(static_cast<size_t>(s.knn));
+    sc.e.resize(static_cast<size_t>(s.knn));
+#pragma omp for schedule(static)
+    for (int t = 0; t < n; ++t) {
+      LookupToken(s, q + static_cast<size_t>(t) * s.heads * s.k_dim, keys, values, sc,
+                  out + static_cast<size_t>(t) * s.v_dim, ids ? ids + t * per_token : nullptr,
+                  weights ? weights + t * per_token : nullptr);
+    }
+  }
+}
+
+}  // namespace pkm::cpu
