@@ -85,9 +85,9 @@ void BM_Linear(benchmark::State& state, LinearFn f) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * s.in * s.out,
-                                                 benchmark::Counter::kIsIterationInvariantRate,
-                                                 benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * s.in * s.out, benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
   state.SetLabel("in " + std::to_string(s.in) + " out " + std::to_string(s.out));
 }
 

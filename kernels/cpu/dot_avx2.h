@@ -37,8 +37,8 @@ inline float Reduce1(__m256 a) { return _mm_cvtss_f32(Reduce4(a, a, a, a)); }
 
 // y[r·ldy + c] = x[r·ldx, :len] · w[c·ldw, :len] (+ b[c]) for r < R, c < C (C <= 8).
 template <int R, int C>
-inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int len,
-                    const float* b, float* y, size_t ldy) {
+inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int len, const float* b,
+                    float* y, size_t ldy) {
   static_assert(R >= 1 && C >= 1 && C <= 8, "tile shape");
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r) {
@@ -75,6 +75,19 @@ inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int 
   }
 }
 
+// One DotTile of R rows and `width` columns, 0 <= width <= W (templates need the width fixed).
+template <int R, int W>
+inline void DotTileOfWidth(int width, const float* x, size_t ldx, const float* w, size_t ldw,
+                           int len, const float* b, float* y, size_t ldy) {
+  if constexpr (W > 0) {
+    if (width == W) {
+      DotTile<R, W>(x, ldx, w, ldw, len, b, y, ldy);
+    } else {
+      DotTileOfWidth<R, W - 1>(width, x, ldx, w, ldw, len, b, y, ldy);
+    }
+  }
+}
+
 // DotTile over R rows and any number of columns, in tiles of C columns then a narrower tail.
 template <int R, int C>
 inline void DotRowsAllCols(const float* x, size_t ldx, const float* w, size_t ldw, int cols,
@@ -83,18 +96,8 @@ inline void DotRowsAllCols(const float* x, size_t ldx, const float* w, size_t ld
   for (; c + C <= cols; c += C) {
     DotTile<R, C>(x, ldx, w + c * ldw, ldw, len, b ? b + c : nullptr, y + c, ldy);
   }
-  const float* wt = w + c * ldw;
-  const float* bt = b ? b + c : nullptr;
-  switch (cols - c) {
-    case 0: break;
-    case 1: DotTile<R, 1>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-    case 2: DotTile<R, 2>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-    case 3: DotTile<R, 3>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-    case 4: DotTile<R, 4>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-    case 5: DotTile<R, 5>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-    case 6: DotTile<R, 6>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-    default: DotTile<R, 7>(x, ldx, wt, ldw, len, bt, y + c, ldy); break;
-  }
+  DotTileOfWidth<R, C - 1>(cols - c, x, ldx, w + c * ldw, ldw, len, b ? b + c : nullptr, y + c,
+                           ldy);
 }
 
 // y[i·ldy + j] = x[i·ldx, :len] · w[j·ldw, :len] (+ b[j]) for i < rows, j < cols; serial.
@@ -168,7 +171,8 @@ inline void Axpy(float a, const float* x, int len, float* y) {
   }
   if (k < len) {
     __m256i mask = FirstLanes(len - k);
-    __m256 v = _mm256_fmadd_ps(va, _mm256_maskload_ps(x + k, mask), _mm256_maskload_ps(y + k, mask));
+    __m256 v =
+        _mm256_fmadd_ps(va, _mm256_maskload_ps(x + k, mask), _mm256_maskload_ps(y + k, mask));
     _mm256_maskstore_ps(y + k, mask, v);
   }
 }

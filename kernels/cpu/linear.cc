@@ -6,7 +6,9 @@
 // be the same whatever it is batched with. Here every y element is one dot product in a fixed
 // order, so the result is bitwise independent of n and of the thread count by construction
 // (tests/kernels/cpu/linear_test.cc; bench/cpu/linear_bench.cc measures both).
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/cpu/dot_avx2.h"
 #include "kernels/cpu/kernels.h"
@@ -15,30 +17,42 @@
 namespace pkm::cpu {
 namespace {
 
-// Work is split into (column block × row block) tasks. A column block of w (kColBlock rows of
-// w) stays in L2 while the row blocks of x stream past it; a thread takes a contiguous run of
-// tasks, i.e. its own column blocks. Small n uses narrower column blocks so that decode still
-// has a task per thread. None of this changes any result, only speed.
+// Work is split into (column block × row block) tasks; a thread takes a contiguous run of
+// them, i.e. its own column blocks. A column block of w (~256 KiB, at most kMaxColBlock rows)
+// stays in L2 while the row blocks of x stream past it. Blocks shrink until every thread has
+// a few tasks (decode, n = 1, has a single row block). None of this changes any result.
 constexpr int kRowBlock = 48;
-constexpr int kColBlockWide = 64;
-constexpr int kColBlockNarrow = 16;
+constexpr int kMaxColBlock = 256;
+constexpr int kMinColBlock = 16;
+constexpr int kColBlockFloats = 64 * 1024;
+constexpr int kTasksPerThread = 4;
 // Below this many multiply-adds (~50 µs on one core) a parallel region saves little and, on a
 // busy machine, a thread descheduled at the barrier can cost a whole time slice.
 constexpr double kMinParallelMacs = 1024.0 * 1024;
+
+int ColumnBlock(int in, int out, int row_blocks, int threads) {
+  int block = std::clamp(kColBlockFloats / std::max(in, 1), kMinColBlock, kMaxColBlock) / 4 * 4;
+  while (block > kMinColBlock &&
+         static_cast<int64_t>((out + block - 1) / block) * row_blocks < kTasksPerThread * threads) {
+    block /= 2;
+  }
+  return block;
+}
 
 }  // namespace
 
 void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y) {
   RequireAvx2Fma();
   if (n <= 0 || out <= 0) return;
-  const int col_block = n < kRowBlock ? kColBlockNarrow : kColBlockWide;
-  const int col_blocks = (out + col_block - 1) / col_block;
+  const int threads = NumThreads();
   const int row_blocks = (n + kRowBlock - 1) / kRowBlock;
+  const int col_block = ColumnBlock(in, out, row_blocks, threads);
+  const int col_blocks = (out + col_block - 1) / col_block;
   const int tasks = col_blocks * row_blocks;
   const bool parallel = tasks > 1 && static_cast<double>(n) * in * out >= kMinParallelMacs;
   const size_t ld = static_cast<size_t>(in);
 
-#pragma omp parallel for schedule(static) num_threads(NumThreads()) if (parallel)
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
   for (int task = 0; task < tasks; ++task) {
     const int c0 = task / row_blocks * col_block;
     const int r0 = task % row_blocks * kRowBlock;

@@ -75,8 +75,8 @@ void PagedAttention(const float* q, int n, int heads, int head_dim, const float*
 #pragma omp for schedule(dynamic, 4)
     for (int pair = 0; pair < pairs; ++pair) {
       const int t = pair / heads, h = pair % heads;
-      const CacheIndex at{block_tables + static_cast<size_t>(token_seq[t]) * max_blocks,
-                          block_size, heads, head_dim, h};
+      const CacheIndex at{block_tables + static_cast<size_t>(token_seq[t]) * max_blocks, block_size,
+                          heads, head_dim, h};
       const size_t row = static_cast<size_t>(pair) * head_dim;  // q and out: [n, heads, head_dim]
       AttendOne(q + row, k_cache, v_cache, at, token_pos[t] + 1, scores.data(), acc.data(),
                 out + row);

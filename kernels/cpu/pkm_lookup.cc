@@ -6,8 +6,6 @@
 // Selections give exactly the reference's answer (same set, same order, ties included) for the
 // same sub-key scores; the scores themselves are dot products in dot_avx2.h's order, which may
 // differ from the reference's plain loop in the last bit.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -57,14 +55,6 @@ void LookupToken(const PkmShape& s, const float* q, const float* keys, const flo
       const int32_t id = KeyIndex(sc.best[j]);
       if (ids) ids[static_cast<size_t>(h) * k + j] = id;
       if (weights) weights[static_cast<size_t>(h) * k + j] = w;
-      if (j + 1 < k) {
-        // The next row is a random place in a large table: start fetching it now.
-        const auto* next = reinterpret_cast<const char*>(
-            values + static_cast<size_t>(KeyIndex(sc.best[j + 1])) * s.v_dim);
-        for (size_t b = 0; b < sizeof(float) * s.v_dim; b += 64) {
-          _mm_prefetch(next + b, _MM_HINT_T0);
-        }
-      }
       avx2::Axpy(w, values + static_cast<size_t>(id) * s.v_dim, s.v_dim, out);
     }
   }
@@ -76,7 +66,7 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, cons
                float* out, int32_t* ids, float* weights) {
   RequireAvx2Fma();
   const size_t per_token = static_cast<size_t>(s.heads) * s.knn;  // rows of ids and weights
-  // A token costs ~10 µs (the bundled model's shape): a few are needed to pay for a region.
+  // A token costs tens of µs (the bundled model's shape): a few pay for a parallel region.
 #pragma omp parallel num_threads(NumThreads()) if (n >= 4)
   {
     Scratch sc;

@@ -33,20 +33,22 @@ void TopKSums(const uint64_t* top1, const uint64_t* top2, int k, int n_keys,
   };
   keys.clear();
   bool finite = true;
-  for (int a = 0; a < k; ++a) finite = finite && std::isfinite(score1(a)) && std::isfinite(score2(a));
+  for (int a = 0; a < k; ++a) {
+    finite = finite && std::isfinite(score1(a)) && std::isfinite(score2(a));
+  }
   if (!finite) {
     // inf − inf is NaN, which breaks the ordering argument below: take all k².
     for (int a = 0; a < k; ++a) {
       for (int b = 0; b < k; ++b) keys.push_back(key(a, b, score1(a) + score2(b)));
     }
   } else {
-    // Float addition is monotonic and both lists are sorted descending, so candidate (a, b)
-    // has at least (a+1)(b+1) candidates scoring as much or more. The "staircase"
-    // (a+1)(b+1) <= k (about k·ln k candidates, k of them at b = 0) therefore holds the k
-    // largest scores, and T, the k-th largest sum on it, is at most the k-th largest of all.
-    // Every candidate scoring >= T is collected (a row, and at b = 0 the rows below, stop at
-    // the first sum below T) and the top-k taken from them by rank key: exactly the top-k of
-    // all k², ties included. Usually about k are collected.
+    // Float addition is monotonic and both lists are sorted descending, so sums never increase
+    // along a row (b) or down the first column (a). T, the k-th largest sum on the "staircase"
+    // (a+1)(b+1) <= k, which has at least k members, is at most the k-th largest of all: so
+    // collecting every candidate >= T (a row stops at its first sum below T, and the rows below
+    // too when that happens at b = 0) keeps the whole top-k, which the rank keys then select
+    // exactly, ties included. A candidate off the staircase has more than k others scoring at
+    // least as much, so T is usually exact and about k of the k² candidates are collected.
     sums.clear();
     for (int a = 0; a < k; ++a) {
       for (int b = 0; (a + 1) * (b + 1) <= k; ++b) sums.push_back(score1(a) + score2(b));

@@ -29,8 +29,7 @@ inline int32_t KeyIndex(uint64_t key) { return static_cast<int32_t>(static_cast<
 
 // best[0..k) = the rank keys of the top-k of scores[0..count) (index = position), best first.
 // 1 <= k <= count; keys is scratch.
-void TopKScores(const float* scores, int count, int k, std::vector<uint64_t>& keys,
-                uint64_t* best);
+void TopKScores(const float* scores, int count, int k, std::vector<uint64_t>& keys, uint64_t* best);
 
 // best[0..k) = the rank keys of the top-k of the k² sums KeyScore(top1[a]) + KeyScore(top2[b])
 // with index (slot id) KeyIndex(top1[a])·n_keys + KeyIndex(top2[b]), best first. top1 and top2

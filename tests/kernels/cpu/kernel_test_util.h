@@ -67,9 +67,9 @@ inline ::testing::AssertionResult AllClose(const float* got, const float* want, 
     }
   }
   if (worst <= tol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "element " << at << " of " << count << ": " << got[at]
-                                       << " vs " << want[at] << " (scaled error " << worst
-                                       << " > " << tol << ")";
+  return ::testing::AssertionFailure()
+         << "element " << at << " of " << count << ": " << got[at] << " vs " << want[at]
+         << " (scaled error " << worst << " > " << tol << ")";
 }
 
 // Runs the body with the kernels' thread count set, then restores the default.

@@ -39,9 +39,12 @@ class PagedCache {
     tables_.assign(lengths_.size() * max_blocks_, -1);  // -1: never read
     size_t next = 0;
     for (size_t s = 0; s < lengths_.size(); ++s) {
-      for (int b = 0; b < (lengths_[s] + bs_ - 1) / bs_; ++b) tables_[s * max_blocks_ + b] = ids[next++];
-      k_.push_back(RandomFloats(static_cast<size_t>(lengths_[s]) * row(), seed + 1 + 2 * static_cast<uint32_t>(s)));
-      v_.push_back(RandomFloats(static_cast<size_t>(lengths_[s]) * row(), seed + 2 + 2 * static_cast<uint32_t>(s)));
+      for (int b = 0; b < (lengths_[s] + bs_ - 1) / bs_; ++b)
+        tables_[s * max_blocks_ + b] = ids[next++];
+      k_.push_back(RandomFloats(static_cast<size_t>(lengths_[s]) * row(),
+                                seed + 1 + 2 * static_cast<uint32_t>(s)));
+      v_.push_back(RandomFloats(static_cast<size_t>(lengths_[s]) * row(),
+                                seed + 2 + 2 * static_cast<uint32_t>(s)));
     }
     const size_t cache_floats = static_cast<size_t>(num_blocks) * bs_ * row();
     k_cache_.assign(cache_floats, std::numeric_limits<float>::quiet_NaN());
@@ -65,8 +68,8 @@ class PagedCache {
 
   // out [n, heads·head_dim] for the tokens (seq[t], pos[t]) with queries q [n, heads, head_dim].
   template <typename Kernel>
-  std::vector<float> Run(Kernel kernel, const std::vector<float>& q, const std::vector<int32_t>& seq,
-                         const std::vector<int32_t>& pos) const {
+  std::vector<float> Run(Kernel kernel, const std::vector<float>& q,
+                         const std::vector<int32_t>& seq, const std::vector<int32_t>& pos) const {
     std::vector<float> out(seq.size() * row());
     kernel(q.data(), static_cast<int>(seq.size()), heads_, hd_, k_cache_.data(), v_cache_.data(),
            bs_, tables_.data(), max_blocks_, seq.data(), pos.data(), out.data());
@@ -85,7 +88,8 @@ class PagedCache {
         std::vector<double> s(static_cast<size_t>(pos[t]) + 1);
         for (int p = 0; p <= pos[t]; ++p) {
           double dot = 0;
-          for (int i = 0; i < hd_; ++i) dot += static_cast<double>(qh[i]) * k[p * row() + h * hd_ + i];
+          for (int i = 0; i < hd_; ++i)
+            dot += static_cast<double>(qh[i]) * k[p * row() + h * hd_ + i];
           s[p] = dot / std::sqrt(static_cast<double>(hd_));
         }
         double m = *std::max_element(s.begin(), s.end()), denom = 0;
@@ -105,9 +109,9 @@ class PagedCache {
  private:
   int heads_, hd_, bs_, max_blocks_;
   std::vector<int> lengths_;
-  std::vector<int32_t> tables_;               // [seqs, max_blocks]
-  std::vector<std::vector<float>> k_, v_;     // per sequence [len, heads, head_dim]
-  std::vector<float> k_cache_, v_cache_;      // [num_blocks, block_size, heads, head_dim]
+  std::vector<int32_t> tables_;            // [seqs, max_blocks]
+  std::vector<std::vector<float>> k_, v_;  // per sequence [len, heads, head_dim]
+  std::vector<float> k_cache_, v_cache_;   // [num_blocks, block_size, heads, head_dim]
 };
 
 // Every position of every sequence, in a shuffled order (a ragged batch of mixed sequences).
@@ -179,8 +183,8 @@ TEST_P(PagedAttentionTest, TokenDoesNotDependOnBatchOrThreads) {
 TEST_P(PagedAttentionTest, TokenDoesNotDependOnChunking) {
   const AttentionCase& c = GetParam();
   const int len = *std::max_element(c.lengths.begin(), c.lengths.end());
-  const int longest = static_cast<int>(std::max_element(c.lengths.begin(), c.lengths.end()) -
-                                       c.lengths.begin());
+  const int longest =
+      static_cast<int>(std::max_element(c.lengths.begin(), c.lengths.end()) - c.lengths.begin());
   std::vector<int32_t> all_pos(static_cast<size_t>(len));
   std::iota(all_pos.begin(), all_pos.end(), 0);
   std::vector<int32_t> all_seq(static_cast<size_t>(len), longest);
@@ -206,12 +210,13 @@ TEST_P(PagedAttentionTest, TokenDoesNotDependOnChunking) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, PagedAttentionTest,
-    ::testing::Values(AttentionCase{1, 8, 16, {1}}, AttentionCase{4, 64, 16, {1, 5, 16, 17, 40}},
-                      AttentionCase{3, 7, 5, {3, 11, 26}}, AttentionCase{2, 256, 4, {9, 2}},
-                      AttentionCase{1, 769, 3, {4, 7}}),
-    CaseName);
+INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
+                         ::testing::Values(AttentionCase{1, 8, 16, {1}},
+                                           AttentionCase{4, 64, 16, {1, 5, 16, 17, 40}},
+                                           AttentionCase{3, 7, 5, {3, 11, 26}},
+                                           AttentionCase{2, 256, 4, {9, 2}},
+                                           AttentionCase{1, 769, 3, {4, 7}}),
+                         CaseName);
 
 }  // namespace
 }  // namespace pkm::cpu

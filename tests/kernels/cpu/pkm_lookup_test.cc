@@ -49,9 +49,9 @@ PkmInputs MakeInputs(const PkmCase& c, uint32_t seed, bool integer_scores) {
 }
 
 struct PkmOutputs {
-  std::vector<float> out;     // [n, v_dim]
-  std::vector<int32_t> ids;   // [n, heads, knn]
-  std::vector<float> weights; // [n, heads, knn]
+  std::vector<float> out;      // [n, v_dim]
+  std::vector<int32_t> ids;    // [n, heads, knn]
+  std::vector<float> weights;  // [n, heads, knn]
 };
 
 template <typename Kernel>
@@ -93,13 +93,16 @@ PkmOutputs BruteForce(const PkmInputs& in) {
         return a.first != b.first ? a.first > b.first : a.second < b.second;
       });
       double denom = 0;
-      for (int j = 0; j < s.knn; ++j) denom += std::exp(static_cast<double>(slots[j].first - slots[0].first));
+      for (int j = 0; j < s.knn; ++j)
+        denom += std::exp(static_cast<double>(slots[j].first - slots[0].first));
       for (int j = 0; j < s.knn; ++j) {
-        const float w = static_cast<float>(std::exp(static_cast<double>(slots[j].first - slots[0].first)) / denom);
+        const float w = static_cast<float>(
+            std::exp(static_cast<double>(slots[j].first - slots[0].first)) / denom);
         r.ids.push_back(slots[j].second);
         r.weights.push_back(w);
         for (int i = 0; i < s.v_dim; ++i) {
-          r.out[static_cast<size_t>(t) * s.v_dim + i] += w * in.values[static_cast<size_t>(slots[j].second) * s.v_dim + i];
+          r.out[static_cast<size_t>(t) * s.v_dim + i] +=
+              w * in.values[static_cast<size_t>(slots[j].second) * s.v_dim + i];
         }
       }
     }
@@ -129,9 +132,7 @@ std::vector<PkmCase> Shapes() {
   };
 }
 
-std::string CaseName(const ::testing::TestParamInfo<PkmCase>& info) {
-  return info.param.name;
-}
+std::string CaseName(const ::testing::TestParamInfo<PkmCase>& info) { return info.param.name; }
 
 class PkmLookupTest : public ::testing::TestWithParam<PkmCase> {};
 
@@ -160,13 +161,14 @@ TEST_P(PkmLookupTest, FastMatchesReference) {
     for (int h = 0; h < in.s.heads; ++h) {
       const size_t row = (static_cast<size_t>(t) * in.s.heads + h) * k;
       for (int j = 0; j < k; ++j) {
-        EXPECT_NEAR(SlotScore(in, t, h, fast.ids[row + j]), SlotScore(in, t, h, reference.ids[row + j]),
-                    1e-5)
+        EXPECT_NEAR(SlotScore(in, t, h, fast.ids[row + j]),
+                    SlotScore(in, t, h, reference.ids[row + j]), 1e-5)
             << "token " << t << " head " << h << " pick " << j;
       }
     }
   }
-  EXPECT_TRUE(AllClose(fast.weights.data(), reference.weights.data(), reference.weights.size(), 1e-5));
+  EXPECT_TRUE(
+      AllClose(fast.weights.data(), reference.weights.data(), reference.weights.size(), 1e-5));
   EXPECT_TRUE(AllClose(fast.out.data(), reference.out.data(), reference.out.size(), 1e-5));
 }
 
@@ -177,7 +179,8 @@ TEST_P(PkmLookupTest, FastEqualsReferenceOnTies) {
   PkmOutputs fast = RunLookup(PkmLookup, in);
   PkmOutputs reference = RunLookup(ref::PkmLookup, in);
   EXPECT_EQ(fast.ids, reference.ids);
-  EXPECT_TRUE(BitwiseEqual(fast.weights.data(), reference.weights.data(), reference.weights.size()));
+  EXPECT_TRUE(
+      BitwiseEqual(fast.weights.data(), reference.weights.data(), reference.weights.size()));
   EXPECT_TRUE(AllClose(fast.out.data(), reference.out.data(), reference.out.size(), 1e-6));
   ExpectDistinctIds(in, fast);
 }
@@ -213,15 +216,14 @@ TEST_P(PkmLookupTest, IdsAndWeightsAreOptional) {
   EXPECT_TRUE(BitwiseEqual(out.data(), full.out.data(), out.size()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, PkmLookupTest, ::testing::ValuesIn(Shapes()),
-                         CaseName);
+INSTANTIATE_TEST_SUITE_P(Shapes, PkmLookupTest, ::testing::ValuesIn(Shapes()), CaseName);
 
 // One head, two sub-keys per half, k_dim 2 (one float per half), query (1, 1):
 //   s1 = [1, 2], s2 = [3, 0] -> candidates: slot 2 (i1 1, i2 0) = 5, slot 0 = 4, slot 3 = 2, ...
 TEST(PkmLookup, HandComputedAnswer) {
   const PkmShape s{1, 2, 2, 2, 2};
   const float q[] = {1, 1};
-  const float keys[] = {1, 2, 3, 0};                    // [1, 2, 2, 1]
+  const float keys[] = {1, 2, 3, 0};                   // [1, 2, 2, 1]
   const float values[] = {1, 0, 0, 1, 10, 10, 20, 0};  // slot i: row i
   for (auto kernel : {PkmLookup, ref::PkmLookup}) {
     float out[2];

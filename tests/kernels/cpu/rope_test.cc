@@ -71,7 +71,7 @@ TEST(Rope, RotatesPairsByPositionTimesFrequency) {
 }
 
 TEST(Rope, RowDoesNotDependOnBatchOrThreads) {
-  const int n = 64, heads = 4, hd = 64;
+  const int n = 128, heads = 4, hd = 64;  // enough rows for the kernel to go parallel
   const size_t row = static_cast<size_t>(heads) * hd;
   std::vector<float> x = RandomFloats(n * row, 4);
   std::vector<int32_t> pos = RandomPositions(n, 5);
