@@ -9,7 +9,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DPKMSERVE_WERROR=ON
 endif
 
-.PHONY: setup build test test-cpp test-python serve bench corpus tokenizer train export golden model clean
+.PHONY: setup build test test-cpp test-asan test-python serve bench corpus tokenizer train export golden model clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,10 +19,19 @@ build: setup
 	@cmake --build $(BUILD) --parallel
 
 test: build
-	@$(MAKE) --no-print-directory test-cpp test-python
+	@$(MAKE) --no-print-directory test-cpp test-python test-asan
 
 test-cpp:
 	@ctest --test-dir $(BUILD) --output-on-failure --timeout 600
+
+# The loader reads untrusted files and the engine indexes by ids: both run under ASan + UBSan.
+ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine
+test-asan:
+	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
+	  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD)-asan --parallel --target $(ASAN_TESTS)
+	@set -e; for t in $(ASAN_TESTS); do \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(BUILD)-asan/tests/$$t --gtest_brief=1; done
 
 test-python:
 	@$(PY) -m pytest -q tests/training
