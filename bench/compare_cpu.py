@@ -1,6 +1,7 @@
 """CPU engine vs the PyTorch reference, one run, same machine, same model, same thread count.
 
-Runs build/bin/engine_bench and bench/reference_bench.py back to back on the same workloads
+Runs build/bin/engine_bench and bench/reference_bench.py (its faster torch.topk variant, the
+stronger baseline) back to back on the same workloads
 (single-stream decode; one step scoring a batch of 32 x 256 tokens), then writes
 bench/results/cpu_engine.json with both records and the ratios, and prints a Markdown table
 for docs/benchmarks.md.

@@ -1,8 +1,8 @@
 """Evaluates an exported model on the corpus: perplexity and the paper's memory statistics.
 
 Perplexity: exp(mean NLL) over non-overlapping windows of --seq-len tokens (each window starts
-a fresh context, every token scored once), on the held-out split and on a sample of the
-training split.
+a fresh context, every token scored once), on the whole held-out split and on --train-windows
+windows spread evenly over the training split.
 
 Memory statistics (Lample et al. 2019, section 4.4), per memory layer, over all held-out tokens:
   z_i   = sum over tokens and heads of the softmax weight given to slot i
@@ -25,14 +25,15 @@ from training.checkpoint import load_model
 
 @torch.no_grad()
 def evaluate_stream(model, stream: torch.Tensor, seq_len: int, max_windows: int = 0, batch: int = 16):
-    n = (len(stream) - 1) // seq_len
-    if max_windows:
-        n = min(n, max_windows)
+    total_windows = (len(stream) - 1) // seq_len
+    n = min(total_windows, max_windows) if max_windows else total_windows
+    # A sample spread evenly over the stream, so it covers every source of the corpus.
+    starts = [i * total_windows // n * seq_len for i in range(n)]
     slots = model.cfg.pkm_slots
     z = {layer: torch.zeros(slots, dtype=torch.float64) for layer, _ in model.pkm_modules()}
     total, count = 0.0, 0
     for start in range(0, n, batch):
-        x = torch.stack([stream[i * seq_len:(i + 1) * seq_len + 1] for i in range(start, min(n, start + batch))])
+        x = torch.stack([stream[s:s + seq_len + 1] for s in starts[start:start + batch]])
         lookups = []
         logits = model(x[:, :-1], lookups=lookups)
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum").item()
