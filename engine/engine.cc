@@ -29,7 +29,7 @@ Engine::Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int 
     : config_(config),
       options_(options),
       backend_(std::move(backend)),
-      kv_(config.n_layers, config.n_heads, config.d_model / config.n_heads, kv_blocks),
+      kv_(config.n_heads, config.head_dim(), kv_blocks),
       scratch_(std::make_unique<Scratch>()) {}
 
 Engine::~Engine() = default;
@@ -111,16 +111,15 @@ Status Engine::UploadWeights(const LoadedModel& model) {
     PKM_RETURN_IF_ERROR(need(p + "attn.wo.bias", &w.bo));
     PKM_RETURN_IF_ERROR(need(p + "ffn_norm.weight", &w.ffn_norm_w));
     PKM_RETURN_IF_ERROR(need(p + "ffn_norm.bias", &w.ffn_norm_b));
-    auto it = std::find(c.pkm_layers.begin(), c.pkm_layers.end(), i);
-    const bool has_pkm = it != c.pkm_layers.end();
-    if (!has_pkm || c.pkm_mode == "parallel") {
+    if (c.HasFfn(i)) {
       PKM_RETURN_IF_ERROR(need(p + "ffn.w1.weight", &w.w1));
       PKM_RETURN_IF_ERROR(need(p + "ffn.w1.bias", &w.b1));
       PKM_RETURN_IF_ERROR(need(p + "ffn.w2.weight", &w.w2));
       PKM_RETURN_IF_ERROR(need(p + "ffn.w2.bias", &w.b2));
     }
-    if (has_pkm) {
-      w.pkm_index = static_cast<int>(it - c.pkm_layers.begin());
+    if (c.HasPkm(i)) {
+      w.pkm_index = static_cast<int>(
+          std::find(c.pkm_layers.begin(), c.pkm_layers.end(), i) - c.pkm_layers.begin());
       PKM_RETURN_IF_ERROR(need(p + "pkm.query.weight", &w.pkm_q_w));
       PKM_RETURN_IF_ERROR(need(p + "pkm.query.bias", &w.pkm_q_b));
       PKM_RETURN_IF_ERROR(need(p + "pkm.keys", &w.pkm_keys));

@@ -10,7 +10,7 @@ size_t KvCache::BytesPerPosition(int n_layers, int heads, int head_dim) {
   return 2 * static_cast<size_t>(n_layers) * heads * head_dim * sizeof(float);
 }
 
-KvCache::KvCache(int /*n_layers*/, int heads, int head_dim, int num_blocks)
+KvCache::KvCache(int heads, int head_dim, int num_blocks)
     : num_blocks_(num_blocks),
       floats_per_block_(static_cast<size_t>(kBlockSize) * heads * head_dim) {
   free_.reserve(num_blocks);

@@ -24,7 +24,8 @@ class KvCache {
   // Bytes one cached position takes across all layers (keys and values).
   static size_t BytesPerPosition(int n_layers, int heads, int head_dim);
 
-  KvCache(int n_layers, int heads, int head_dim, int num_blocks);
+  // Block bookkeeping for one layer's shape; the engine keeps one storage buffer per layer.
+  KvCache(int heads, int head_dim, int num_blocks);
 
   // Makes `seq` able to hold `positions` positions, allocating blocks as needed. Returns false,
   // changing nothing, when the pool has too few free blocks.

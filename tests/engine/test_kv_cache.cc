@@ -9,7 +9,7 @@ namespace pkm {
 namespace {
 
 TEST(KvCacheTest, ReservesWholeBlocksAndFreesThem) {
-  KvCache kv(/*n_layers=*/2, /*heads=*/2, /*head_dim=*/4, /*num_blocks=*/5);
+  KvCache kv(/*heads=*/2, /*head_dim=*/4, /*num_blocks=*/5);
   EXPECT_EQ(kv.free_blocks(), 5);
   ASSERT_TRUE(kv.Reserve(1, 1));
   EXPECT_EQ(kv.BlockTable(1).size(), 1u);
@@ -29,7 +29,7 @@ TEST(KvCacheTest, ReservesWholeBlocksAndFreesThem) {
 }
 
 TEST(KvCacheTest, FailedReserveChangesNothing) {
-  KvCache kv(1, 1, 8, 2);
+  KvCache kv(1, 8, 2);
   ASSERT_TRUE(kv.Reserve(1, 20));
   EXPECT_EQ(kv.BlocksNeeded(2, 17), 2);
   EXPECT_FALSE(kv.Reserve(2, 17));
@@ -43,7 +43,7 @@ TEST(KvCacheTest, FailedReserveChangesNothing) {
 
 TEST(KvCacheTest, SizesFollowTheModel) {
   EXPECT_EQ(KvCache::BytesPerPosition(6, 8, 32), 2u * 6 * 8 * 32 * sizeof(float));
-  KvCache kv(6, 8, 32, 10);
+  KvCache kv(8, 32, 10);
   EXPECT_EQ(kv.floats_per_layer(), 10u * KvCache::kBlockSize * 8 * 32);
 }
 
