@@ -22,6 +22,9 @@ struct Engine::Scratch {
   int tokens = 0, blocks = 0;
   DeviceBuffer x, h, q, k, v, att, o, f, pq, mem, ids, xr, logits;
   DeviceBuffer token_ids, token_seq, token_pos, block_tables, logit_rows;
+  // Host copies of one LM-head tile, reused across steps (decode calls this every token).
+  std::vector<float> host_logits, host_logprobs;
+  std::vector<int32_t> host_rows;
 };
 
 Engine::Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int kv_blocks,
@@ -340,8 +343,10 @@ void Engine::EmitOutputs(std::span<const SeqChunk> batch, std::span<const Output
   const float eps = static_cast<float>(config_.norm_eps);
   Scratch& s = *scratch_;
   Backend& b = *backend_;
-  std::vector<float> host(static_cast<size_t>(kLogitTile) * vocab), logprobs;
-  std::vector<int32_t> tile_rows;
+  std::vector<float>& host = s.host_logits;
+  std::vector<float>& logprobs = s.host_logprobs;
+  std::vector<int32_t>& tile_rows = s.host_rows;
+  host.resize(static_cast<size_t>(kLogitTile) * vocab);
   for (size_t start = 0; start < rows.size(); start += kLogitTile) {
     const size_t count = std::min<size_t>(kLogitTile, rows.size() - start);
     tile_rows.clear();
