@@ -24,8 +24,10 @@ test: build
 test-cpp:
 	@ctest --test-dir $(BUILD) --output-on-failure --timeout 600
 
-# The loader reads untrusted files and the engine indexes by ids: both run under ASan + UBSan.
-ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine
+# The loader reads untrusted files, the engine indexes by ids and the scheduler shares state
+# between threads: they run again under ASan + UBSan.
+ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine \
+  test_scheduler
 test-asan:
 	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
 	  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
@@ -41,6 +43,7 @@ serve: build
 
 bench: build
 	@$(PY) bench/compare_cpu.py --model $(MODEL) --build $(BUILD)
+	@OMP_WAIT_POLICY=passive $(BUILD)/bin/server_bench --model $(MODEL) --out bench/results/server.json
 
 # ---- reproducing the bundled model (see docs/training.md) -----------------------------------
 corpus: setup

@@ -77,7 +77,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   static std::unique_ptr<Engine> MakeEngine(size_t kv_bytes = size_t{64} << 20) {
-    auto engine = Engine::Create(*model_, MakeCpuBackend(2), {.kv_cache_bytes = kv_bytes});
+    auto engine = Engine::Create(*model_, MakeCpuBackend(1), {.kv_cache_bytes = kv_bytes});
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return engine.ok() ? std::move(*engine) : nullptr;
   }
