@@ -1,5 +1,9 @@
 // The only file that includes SentencePiece headers: they define their own `absl` namespace,
 // which clashes with the real Abseil the server links. Keep it that way.
+//
+// Built into libpkm_sentencepiece.so, which tokenizer_loader.cc opens with dlopen: Debian's
+// libsentencepiece carries its own protobuf-lite 3.14 and exports its symbols, which must not
+// meet the protobuf 3.21 that gRPC brings (see tokenizer_loader.cc).
 #include "model_loader/tokenizer_sentencepiece.h"
 
 #include <sentencepiece_processor.h>
@@ -55,7 +59,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& path) {
+StatusOr<std::unique_ptr<Tokenizer>> internal_tokenizer::LoadSentencePieceDirect(
+    const std::string& path) {
   // Our own check first: SentencePiece's message for a missing file is less specific.
   PKM_ASSIGN_OR_RETURN(const int fd, internal_loader::OpenRegularFile(path, ""));
   ::close(fd);
@@ -65,3 +70,14 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::strin
 }
 
 }  // namespace pkm
+
+// The plugin's one entry point (tokenizer_loader.cc): a new tokenizer, or null with *status set.
+extern "C" __attribute__((visibility("default"))) pkm::Tokenizer* pkm_sentencepiece_load(
+    const std::string* path, pkm::Status* status) {
+  auto tokenizer = pkm::internal_tokenizer::LoadSentencePieceDirect(*path);
+  if (!tokenizer.ok()) {
+    *status = tokenizer.status();
+    return nullptr;
+  }
+  return tokenizer->release();
+}

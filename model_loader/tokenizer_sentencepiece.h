@@ -11,7 +11,13 @@
 namespace pkm {
 
 // Loads a SentencePiece model file. kNotFound when `path` does not exist, kDataLoss when it is
-// not a SentencePiece model; both messages name the path.
+// not a SentencePiece model; both messages name the path. kFailedPrecondition when the
+// SentencePiece plugin (libpkm_sentencepiece.so) cannot be loaded.
 StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& path);
+
+namespace internal_tokenizer {
+// The implementation inside the plugin (or linked directly in sanitizer builds).
+StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceDirect(const std::string& path);
+}  // namespace internal_tokenizer
 
 }  // namespace pkm

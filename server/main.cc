@@ -1,99 +1,112 @@
-// pkmserve: serves a PKM language model. This version loads and validates the model and its
-// tokenizer, prints what it loaded, and exits: the gRPC service is not built yet.
+// pkmserve: serves a PKM language model over gRPC.
 //
-// Exit codes: 0 loaded, 1 bad command line, 2 the model or tokenizer failed to load.
-// Flags are parsed by hand until the server brings absl flags.
+// Start-up: flags, model + tokenizer, engine, scheduler, service, gRPC server; then the main
+// thread waits for SIGTERM/SIGINT. On the signal: health NOT_SERVING, the scheduler stops
+// admitting (new calls get UNAVAILABLE), accepted requests finish (bounded by
+// --drain-timeout), the gRPC server shuts down and the process exits 0.
+//
+// Exit codes: 0 clean exit, 1 bad flags, 2 the model failed to load, 3 cannot serve.
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
-#include <string_view>
 
+#include "engine/engine.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/tokenizer_sentencepiece.h"
+#include "server/grpc_server.h"
+#include "server/inference_service.h"
+#include "server/model_info.h"
+#include "server/scheduler.h"
+#include "server/server_flags.h"
 
 namespace {
 
 constexpr int kExitUsage = 1;
 constexpr int kExitBadModel = 2;
+constexpr int kExitCannotServe = 3;
 
-void PrintUsage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: pkmserve [--model DIR]\n"
-               "\n"
-               "  --model DIR  model directory: config.json, model.safetensors, tokenizer.model\n"
-               "               (default: %s)\n"
-               "  --help       this text\n"
-               "\n"
-               "Exit codes: 0 loaded, 1 bad command line, 2 the model failed to load.\n",
-               PKMSERVE_DEFAULT_MODEL_DIR);
-}
-
-struct Flags {
-  std::string model_dir = PKMSERVE_DEFAULT_MODEL_DIR;
-  bool help = false;
-};
-
-// Accepts --model DIR, --model=DIR, --help and -h. Returns false (after printing why) otherwise.
-bool ParseFlags(int argc, char** argv, Flags* flags) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      flags->help = true;
-    } else if (arg == "--model") {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "pkmserve: --model needs a directory\n");
-        return false;
-      }
-      flags->model_dir = argv[++i];
-    } else if (arg.starts_with("--model=")) {
-      flags->model_dir = std::string(arg.substr(std::strlen("--model=")));
-    } else {
-      std::fprintf(stderr, "pkmserve: unknown argument '%s'\n", argv[i]);
-      return false;
-    }
-  }
-  return true;
+int Fail(int code, const pkm::Status& status) {
+  std::fprintf(stderr, "pkmserve: %s\n", status.ToString().c_str());
+  return code;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) {
-    PrintUsage(stderr);
-    return kExitUsage;
+  // Every thread started from here on inherits the blocked set; the main thread takes the
+  // signals with sigwait once the server is up.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  pkm::StatusOr<pkm::ServerSettings> settings = pkm::ParseServerFlags(argc, argv);
+  if (!settings.ok()) return Fail(kExitUsage, settings.status());
+
+  pkm::StatusOr<pkm::LoadedModel> model = pkm::LoadModel(settings->model_dir);
+  if (!model.ok()) return Fail(kExitBadModel, model.status());
+  auto tokenizer = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
+  if (!tokenizer.ok()) return Fail(kExitBadModel, tokenizer.status());
+  std::fprintf(stderr, "pkmserve: model loaded: %s\n  %s\n", settings->model_dir.c_str(),
+               model->Summary().c_str());
+
+  auto engine = pkm::Engine::Create(*model, pkm::MakeCpuBackend(settings->threads),
+                                    {.kv_cache_bytes = settings->kv_cache_bytes});
+  if (!engine.ok()) return Fail(kExitBadModel, engine.status());
+  const int kv_positions =
+      (*engine)->kv_cache().num_blocks() * pkm::KvCache::kBlockSize;
+  if (kv_positions < model->config().max_seq_len) {
+    return Fail(kExitUsage,
+                pkm::Status(pkm::StatusCode::kInvalidArgument,
+                            "--kv-cache-bytes: the cache holds " + std::to_string(kv_positions) +
+                                " positions, fewer than one sequence of max_seq_len " +
+                                std::to_string(model->config().max_seq_len) + "; raise it"));
   }
-  if (flags.help) {
-    PrintUsage(stdout);
+  if (settings->check_only) {
+    std::fprintf(stderr, "pkmserve: check passed (engine on %s, KV cache %d positions)\n",
+                 settings->device.c_str(), kv_positions);
     return 0;
   }
 
-  pkm::StatusOr<pkm::LoadedModel> model = pkm::LoadModel(flags.model_dir);
-  if (!model.ok()) {
-    std::fprintf(stderr, "pkmserve: %s\n", model.status().ToString().c_str());
-    return kExitBadModel;
+  pkm::Scheduler scheduler(engine->get(), tokenizer->get(), settings->scheduler);
+  pkm::ServiceConfig service_config{
+      .limits = settings->limits,
+      .auth_token = settings->auth_token,
+      .model_info = pkm::DescribeModel(*model, **engine, *settings)};
+  pkm::InferenceService service(&scheduler, tokenizer->get(), model->config(),
+                                std::move(service_config));
+  auto server = pkm::GrpcServer::Start(settings->grpc, &service);
+  if (!server.ok()) {
+    return Fail(server.status().code() == pkm::StatusCode::kInvalidArgument ? kExitUsage
+                                                                              : kExitCannotServe,
+                server.status());
   }
-  auto tokenizer = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "pkmserve: %s\n", tokenizer.status().ToString().c_str());
-    return kExitBadModel;
-  }
-  const pkm::ModelConfig& config = model->config();
-  const pkm::Tokenizer& tok = **tokenizer;
-  if (tok.vocab_size() != config.vocab_size || tok.bos_id() != config.bos_id ||
-      tok.eos_id() != config.eos_id) {
-    std::fprintf(stderr,
-                 "pkmserve: %s: tokenizer has vocab %d, bos %d, eos %d but config.json says "
-                 "vocab_size %d, bos_id %d, eos_id %d; re-export with training/export.py\n",
-                 model->tokenizer_path().c_str(), tok.vocab_size(), tok.bos_id(), tok.eos_id(),
-                 config.vocab_size, config.bos_id, config.eos_id);
-    return kExitBadModel;
-  }
+  std::string host = settings->grpc.listen.substr(0, settings->grpc.listen.rfind(':'));
+  std::fprintf(stderr, "pkmserve: listening on %s:%d%s%s\n", host.c_str(), (*server)->port(),
+               settings->grpc.tls.cert_file.empty() ? "" : " (TLS)",
+               settings->auth_token.empty() ? "" : " (bearer token required)");
 
-  std::printf("%s\n", model->Summary().c_str());
-  std::printf("model loaded: %s (%d tokens in the tokenizer)\n", flags.model_dir.c_str(),
-              tok.vocab_size());
-  std::printf("the gRPC service is not built yet; exiting\n");
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "pkmserve: %s: draining (up to %.0f s)\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", settings->drain_timeout_s);
+  (*server)->SetServing(false);
+  scheduler.BeginDrain();
+  const bool clean = scheduler.WaitIdle(
+      pkm::SchedulerClock::now() +
+      std::chrono::duration_cast<pkm::SchedulerClock::duration>(
+          std::chrono::duration<double>(settings->drain_timeout_s)));
+  // Every accepted call has had its terminal message queued; give the streams a moment to
+  // flush, then close.
+  (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  const pkm::SchedulerStats stats = scheduler.Stats();
+  std::fprintf(stderr, "pkmserve: drained%s; %llu requests served, exiting\n",
+               clean ? "" : " (drain timeout: remaining requests ended with UNAVAILABLE)",
+               static_cast<unsigned long long>(stats.requests_finished));
   return 0;
 }

@@ -1,8 +1,8 @@
 # pkmserve end to end: loads the bundled model, refuses a bad one with exit code 2.
 add_test(NAME pkmserve.LoadsBundledModel
-  COMMAND pkmserve --model ${PROJECT_SOURCE_DIR}/models/pkm-small)
+  COMMAND pkmserve --check --model ${PROJECT_SOURCE_DIR}/models/pkm-small)
 set_tests_properties(pkmserve.LoadsBundledModel PROPERTIES
-  PASS_REGULAR_EXPRESSION "model loaded: .*models/pkm-small")
+  PASS_REGULAR_EXPRESSION "check passed")
 
 add_test(NAME pkmserve.Help COMMAND pkmserve --help)
 set_tests_properties(pkmserve.Help PROPERTIES PASS_REGULAR_EXPRESSION "usage: pkmserve")

@@ -1,0 +1,392 @@
+#include "server/inference_service.h"
+
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <utility>
+
+#include "server/status_convert.h"
+
+namespace pkm {
+namespace {
+
+namespace v1 = pkmserve::v1;
+
+// The call's gRPC deadline on the scheduler's clock (max when the call has none).
+SchedulerClock::time_point SchedulerDeadline(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  const auto now = std::chrono::system_clock::now();
+  if (deadline >= now + std::chrono::hours(24 * 365)) return SchedulerClock::time_point::max();
+  return SchedulerClock::now() +
+         std::chrono::duration_cast<SchedulerClock::duration>(deadline - now);
+}
+
+v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kNone: break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void AddTop(const std::vector<std::pair<int32_t, float>>& top, const Tokenizer& tokenizer,
+            google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out) {
+  for (const auto& [id, logprob] : top) {
+    v1::TokenLogprob* t = out->Add();
+    t->set_id(id);
+    t->set_logprob(logprob);
+    t->set_piece(tokenizer.IdToPiece(id));
+  }
+}
+
+// Generate: the engine thread queues tokens into `pending_`; one write is in flight at a time,
+// and each write takes everything pending, so a slow reader gets fewer, larger messages and
+// never slows the engine. The reactor finishes only after the scheduler's terminal callback,
+// so no callback can reach a deleted reactor; OnDone deletes it.
+class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  GenerateReactor(Scheduler* scheduler, const Tokenizer* tokenizer, bool logprobs)
+      : scheduler_(scheduler), tokenizer_(tokenizer), logprobs_(logprobs) {}
+
+  // Submits the work. Nothing is written and the call cannot finish (and the reactor be
+  // deleted) until Start's final Pump marks it started under the lock. gRPC itself delays
+  // OnDone until a running reaction (OnCancel, OnWriteDone) returns.
+  void Start(GenerateWork work) {
+    pending_.set_seed(work.options.sampling.seed);
+    prompt_tokens_ = static_cast<uint32_t>(work.prompt.size());
+    work.on_token = [this](const GeneratedStep& step) { OnToken(step); };
+    work.on_done = [this](const Status& status, const GenerateSummary& summary) {
+      OnFinished(status, summary);
+    };
+    StatusOr<RequestId> id = scheduler_->SubmitGenerate(std::move(work));
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    bool cancel = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id_ = *id;
+      submitted_ = true;
+      cancel = cancel_requested_;
+    }
+    if (cancel) scheduler_->Cancel(*id);
+    Pump(/*from_start=*/true);
+  }
+
+  void OnCancel() override {
+    RequestId id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancel_requested_ = true;
+      if (!submitted_) return;
+      id = id_;
+    }
+    scheduler_->Cancel(id);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool cancel = false;
+    RequestId id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (!ok && !broken_) {
+        // The client is gone: stop decoding for it.
+        broken_ = true;
+        cancel = submitted_;
+        id = id_;
+      }
+    }
+    if (cancel) scheduler_->Cancel(id);
+    Pump();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void OnToken(const GeneratedStep& step) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      v1::GeneratedToken* t = pending_.add_tokens();
+      t->set_id(step.token);
+      if (logprobs_) {
+        t->set_logprob(step.logprob);
+        AddTop(step.top, *tokenizer_, t->mutable_top_logprobs());
+      }
+      pending_.mutable_text()->append(step.text);
+    }
+    Pump();
+  }
+
+  void OnFinished(const Status& status, const GenerateSummary& summary) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      status_ = ToGrpcStatus(status);
+      if (status.ok()) {
+        pending_.set_finish_reason(ToProto(summary.finish));
+        pending_.mutable_usage()->set_prompt_tokens(prompt_tokens_);
+        pending_.mutable_usage()->set_completion_tokens(
+            static_cast<uint32_t>(summary.completion_tokens));
+        final_pending_ = true;
+      }
+    }
+    Pump();
+  }
+
+  // Starts the next write, or finishes the call once everything is written. Called without
+  // the lock held; Finish is the last thing it does, as OnDone may delete the reactor at once.
+  // Start's own call marks the reactor started under the lock: until then it cannot finish.
+  void Pump(bool from_start = false) {
+    grpc::Status finish_with;
+    bool finish = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (from_start) started_ = true;
+      if (!started_ || writing_ || finished_) return;
+      const bool has_output =
+          pending_.tokens_size() > 0 || !pending_.text().empty() || final_pending_;
+      if (has_output && !broken_) {
+        out_.Swap(&pending_);
+        pending_.Clear();
+        final_pending_ = false;
+        writing_ = true;
+      } else if (done_) {
+        finished_ = finish = true;
+        finish_with = broken_ && status_.ok() ? grpc::Status(grpc::StatusCode::CANCELLED,
+                                                             "the client stopped reading")
+                                              : status_;
+      } else {
+        return;
+      }
+    }
+    if (finish) {
+      Finish(finish_with);
+    } else {
+      StartWrite(&out_);
+    }
+  }
+
+  Scheduler* scheduler_;
+  const Tokenizer* tokenizer_;
+  const bool logprobs_;
+  uint32_t prompt_tokens_ = 0;
+
+  std::mutex mu_;
+  v1::GenerateResponse pending_;  // built by the engine thread
+  v1::GenerateResponse out_;      // the write in flight
+  RequestId id_ = 0;
+  bool submitted_ = false;
+  bool cancel_requested_ = false;
+  bool writing_ = false;
+  bool started_ = false;        // Start has submitted the work and may return
+  bool final_pending_ = false;  // pending_ holds the finish reason and usage
+  bool done_ = false;           // the scheduler's terminal callback has run
+  bool broken_ = false;         // a write failed: the client is gone
+  bool finished_ = false;
+  grpc::Status status_;
+};
+
+// Score: one terminal callback fills the response and finishes the call.
+class ScoreReactor final : public grpc::ServerUnaryReactor {
+ public:
+  ScoreReactor(Scheduler* scheduler, const Tokenizer* tokenizer, v1::ScoreResponse* response,
+               bool per_token)
+      : scheduler_(scheduler), tokenizer_(tokenizer), response_(response),
+        per_token_(per_token) {}
+
+  // As GenerateReactor::Start: the call finishes only once Start has returned control.
+  void Start(ScoreWork work) {
+    tokens_ = work.tokens;
+    work.on_done = [this](StatusOr<WindowedScoreResult> result) { OnScored(std::move(result)); };
+    StatusOr<RequestId> id = scheduler_->SubmitScore(std::move(work));
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    // After the lock is released the reactor may be finished and deleted by the engine thread
+    // at any time, unless it is done already (then finishing is left to us): use locals only.
+    Scheduler* scheduler = scheduler_;
+    bool cancel = false;
+    bool done = false;
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id_ = *id;
+      submitted_ = true;
+      started_ = true;
+      done = done_;
+      status = status_;
+      cancel = cancel_requested_ && !done_;
+    }
+    if (done) {
+      Finish(status);
+    } else if (cancel) {
+      scheduler->Cancel(*id);
+    }
+  }
+
+  void OnCancel() override {
+    RequestId id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancel_requested_ = true;
+      if (!submitted_ || done_) return;
+      id = id_;
+    }
+    scheduler_->Cancel(id);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void OnScored(StatusOr<WindowedScoreResult> result) {
+    grpc::Status status = result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
+    if (result.ok()) Fill(*result);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      status_ = status;
+      if (!started_) return;  // Start finishes the call
+    }
+    Finish(status);
+  }
+
+  void Fill(const WindowedScoreResult& result) {
+    const ScoreResult& s = result.scores;
+    if (per_token_) {
+      for (size_t i = 0; i < s.logprobs.size(); ++i) {
+        v1::ScoredToken* t = response_->add_tokens();
+        t->set_id(tokens_[i + 1]);
+        t->set_piece(tokenizer_->IdToPiece(tokens_[i + 1]));
+        t->set_logprob(s.logprobs[i]);
+        if (i < s.top.size()) AddTop(s.top[i], *tokenizer_, t->mutable_top());
+      }
+    }
+    const auto count = static_cast<uint32_t>(s.logprobs.size());
+    response_->set_sum_nll(s.sum_nll);
+    response_->set_token_count(count);
+    response_->set_perplexity(std::exp(s.sum_nll / count));
+    response_->set_windows(static_cast<uint32_t>(result.windows));
+  }
+
+  Scheduler* scheduler_;
+  const Tokenizer* tokenizer_;
+  v1::ScoreResponse* response_;
+  const bool per_token_;
+  std::vector<int32_t> tokens_;
+  std::mutex mu_;
+  RequestId id_ = 0;
+  bool submitted_ = false;
+  bool started_ = false;
+  bool cancel_requested_ = false;
+  bool done_ = false;
+  grpc::Status status_;
+};
+
+// A reactor that finishes at once with `status` (answers computed inline, or errors).
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+// Writes `status` into a write reactor that ends before any message.
+class RejectedStream final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  explicit RejectedStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
+                                   const ModelConfig& config, ServiceConfig service_config)
+    : scheduler_(scheduler),
+      tokenizer_(tokenizer),
+      model_config_(config),
+      config_(std::move(service_config)) {}
+
+grpc::Status InferenceService::CheckAuth(const grpc::CallbackServerContext* context) const {
+  if (config_.auth_token.empty()) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  const auto it = metadata.find("authorization");
+  const std::string expected = "Bearer " + config_.auth_token;
+  if (it != metadata.end() && it->second.size() == expected.size()) {
+    // Constant-time comparison: the time taken does not reveal how much of the token matched.
+    unsigned char diff = 0;
+    for (size_t i = 0; i < expected.size(); ++i) {
+      diff |= static_cast<unsigned char>(it->second.data()[i] ^ expected[i]);
+    }
+    if (diff == 0) return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      it == metadata.end()
+                          ? "this server requires a bearer token: send metadata "
+                            "\"authorization: Bearer <token>\""
+                          : "the bearer token in \"authorization\" metadata is not valid");
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return new RejectedStream(auth);
+  StatusOr<GenerateWork> work =
+      ToGenerateWork(*request, *tokenizer_, model_config_, config_.limits);
+  if (!work.ok()) return new RejectedStream(ToGrpcStatus(work.status()));
+  work->deadline = SchedulerDeadline(context);
+  auto* reactor = new GenerateReactor(scheduler_, tokenizer_, request->logprobs());
+  reactor->Start(std::move(*work));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::Score(grpc::CallbackServerContext* context,
+                                                  const v1::ScoreRequest* request,
+                                                  v1::ScoreResponse* response) {
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
+  StatusOr<ScoreWork> work = ToScoreWork(*request, *tokenizer_, model_config_);
+  if (!work.ok()) return FinishNow(context, ToGrpcStatus(work.status()));
+  work->deadline = SchedulerDeadline(context);
+  auto* reactor = new ScoreReactor(scheduler_, tokenizer_, response,
+                                   !request->has_per_token() || request->per_token());
+  reactor->Start(std::move(*work));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const v1::TokenizeRequest* request,
+                                                     v1::TokenizeResponse* response) {
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
+  if (!request->has_add_bos() || request->add_bos()) {
+    response->add_ids(tokenizer_->bos_id());
+  }
+  for (int32_t id : tokenizer_->Encode(request->text())) response->add_ids(id);
+  for (int32_t id : response->ids()) response->add_pieces(tokenizer_->IdToPiece(id));
+  return FinishNow(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* context,
+                                                       const v1::DetokenizeRequest* request,
+                                                       v1::DetokenizeResponse* response) {
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
+  if (Status s = CheckTokenIds(request->ids(), model_config_.vocab_size, "ids"); !s.ok()) {
+    return FinishNow(context, ToGrpcStatus(s));
+  }
+  response->set_text(tokenizer_->Decode(
+      std::vector<int32_t>(request->ids().begin(), request->ids().end())));
+  return FinishNow(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                         const v1::GetModelInfoRequest*,
+                                                         v1::ModelInfo* response) {
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
+  *response = config_.model_info;
+  return FinishNow(context, grpc::Status::OK);
+}
+
+}  // namespace pkm

@@ -1,0 +1,186 @@
+#include "server/request_validation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "engine/sampling.h"
+
+namespace pkm {
+namespace {
+
+Status Invalid(const std::string& message) {
+  return Status(StatusCode::kInvalidArgument, message);
+}
+
+template <typename T>
+std::string Str(T v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+    return buf;
+  } else {
+    return std::to_string(v);
+  }
+}
+
+// The tokens of a text-or-ids input: ids used as given, text encoded with BOS unless
+// add_bos is false.
+StatusOr<std::vector<int32_t>> InputTokens(bool is_text, const std::string& text,
+                                           const pkmserve::v1::TokenIds* ids, bool add_bos,
+                                           const Tokenizer& tokenizer, int vocab,
+                                           const char* field) {
+  std::vector<int32_t> tokens;
+  if (is_text) {
+    if (add_bos) tokens.push_back(tokenizer.bos_id());
+    std::vector<int32_t> enc = tokenizer.Encode(text);
+    tokens.insert(tokens.end(), enc.begin(), enc.end());
+    return tokens;
+  }
+  PKM_RETURN_IF_ERROR(CheckTokenIds(ids->ids(), vocab, (std::string(field) + ".ids").c_str()));
+  tokens.assign(ids->ids().begin(), ids->ids().end());
+  return tokens;
+}
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) | rd();
+}
+
+}  // namespace
+
+Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, int vocab_size,
+                     const char* field) {
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
+      return Invalid(std::string(field) + "[" + Str(i) + "] must be a token id in [0, " +
+                     Str(vocab_size - 1) + "], got " + Str(ids[i]));
+    }
+  }
+  return OkStatus();
+}
+
+StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& request,
+                                      const Tokenizer& tokenizer, const ModelConfig& config,
+                                      const ServiceLimits& limits) {
+  using Req = pkmserve::v1::GenerateRequest;
+  if (request.prompt_case() == Req::PROMPT_NOT_SET) {
+    return Invalid("prompt is required: set prompt.text or prompt.tokens");
+  }
+  const int max_prompt = limits.max_prompt_tokens > 0 ? limits.max_prompt_tokens
+                                                      : config.max_seq_len - 1;
+  const int max_new_limit = limits.max_new_tokens > 0 ? limits.max_new_tokens
+                                                      : config.max_seq_len - 1;
+  GenerateWork work;
+  PKM_ASSIGN_OR_RETURN(
+      work.prompt,
+      InputTokens(request.prompt_case() == Req::kText, request.text(),
+                  request.has_tokens() ? &request.tokens() : nullptr,
+                  !request.has_add_bos() || request.add_bos(), tokenizer, config.vocab_size,
+                  "tokens"));
+  const int prompt_len = static_cast<int>(work.prompt.size());
+  if (prompt_len == 0) {
+    return Invalid(std::string("prompt must have at least 1 token, got 0 (") +
+                   (request.has_tokens() ? "tokens.ids is empty" : "text is empty and add_bos is false") +
+                   ")");
+  }
+  if (prompt_len > max_prompt) {
+    return Invalid("prompt must have at most " + Str(max_prompt) + " tokens (--max-prompt-tokens), got " +
+                   Str(prompt_len));
+  }
+  const int room = config.max_seq_len - prompt_len;
+  int max_new = static_cast<int>(std::min<uint32_t>(request.max_new_tokens(), 1u << 30));
+  if (max_new == 0) {
+    max_new = std::min({limits.default_new_tokens, max_new_limit, room});
+    if (max_new <= 0) {
+      return Invalid("prompt of " + Str(prompt_len) + " tokens leaves no room to generate: the model's max_seq_len is " +
+                     Str(config.max_seq_len));
+    }
+  } else if (max_new > max_new_limit) {
+    return Invalid("max_new_tokens must be in [1, " + Str(max_new_limit) + "] (--max-new-tokens), got " +
+                   Str(max_new));
+  } else if (max_new > room) {
+    return Invalid("max_new_tokens must be at most " + Str(room) + " for a prompt of " + Str(prompt_len) +
+                   " tokens (prompt + max_new_tokens <= max_seq_len " + Str(config.max_seq_len) +
+                   "), got " + Str(max_new));
+  }
+  work.options.max_new_tokens = max_new;
+
+  SamplingParams& s = work.options.sampling;
+  s.temperature = request.has_temperature() ? request.temperature() : 1.0f;
+  if (!std::isfinite(s.temperature) || s.temperature < 0 || s.temperature > kMaxTemperature) {
+    return Invalid("temperature must be in [0, " + Str(kMaxTemperature) + "], got " + Str(s.temperature));
+  }
+  if (request.top_k() > static_cast<uint32_t>(config.vocab_size)) {
+    return Invalid("top_k must be in [0, " + Str(config.vocab_size) + "] (0: off), got " +
+                   Str(request.top_k()));
+  }
+  s.top_k = static_cast<int>(request.top_k());
+  s.top_p = request.has_top_p() ? request.top_p() : 1.0f;
+  if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {
+    return Invalid("top_p must be in (0, 1], got " + Str(s.top_p));
+  }
+  s.seed = request.has_seed() ? request.seed() : RandomSeed();
+  if (std::string err = Validate(s, config.vocab_size); !err.empty()) return Invalid(err);
+
+  if (request.stop_size() > kMaxStopStrings) {
+    return Invalid("stop must have at most " + Str(kMaxStopStrings) + " strings, got " +
+                   Str(request.stop_size()));
+  }
+  for (int i = 0; i < request.stop_size(); ++i) {
+    const size_t n = request.stop(i).size();
+    if (n == 0 || n > static_cast<size_t>(kMaxStopBytes)) {
+      return Invalid("stop[" + Str(i) + "] must be 1 to " + Str(kMaxStopBytes) + " bytes, got " + Str(n));
+    }
+    work.options.stop.push_back(request.stop(i));
+  }
+  work.options.ignore_eos = request.ignore_eos();
+  if (request.top_logprobs() > static_cast<uint32_t>(kMaxTopLogprobs)) {
+    return Invalid("top_logprobs must be in [0, " + Str(kMaxTopLogprobs) + "], got " +
+                   Str(request.top_logprobs()));
+  }
+  if (request.top_logprobs() > 0 && !request.logprobs()) {
+    return Invalid("top_logprobs needs logprobs = true");
+  }
+  work.top_logprobs = static_cast<int>(request.top_logprobs());
+  return work;
+}
+
+StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
+                                const Tokenizer& tokenizer, const ModelConfig& config) {
+  using Req = pkmserve::v1::ScoreRequest;
+  if (request.input_case() == Req::INPUT_NOT_SET) {
+    return Invalid("input is required: set input.text or input.tokens");
+  }
+  ScoreWork work;
+  PKM_ASSIGN_OR_RETURN(
+      work.tokens,
+      InputTokens(request.input_case() == Req::kText, request.text(),
+                  request.has_tokens() ? &request.tokens() : nullptr,
+                  !request.has_add_bos() || request.add_bos(), tokenizer, config.vocab_size,
+                  "tokens"));
+  if (work.tokens.size() < 2) {
+    return Invalid("input must have at least 2 tokens (the first is context only), got " +
+                   Str(work.tokens.size()));
+  }
+  const uint32_t max_ctx = static_cast<uint32_t>(config.max_seq_len);
+  if (request.context() == 1 || request.context() > max_ctx) {
+    return Invalid("context must be in [2, " + Str(max_ctx) + "] (0: " + Str(max_ctx) + "), got " +
+                   Str(request.context()));
+  }
+  work.context = request.context() == 0 ? config.max_seq_len : static_cast<int>(request.context());
+  if (request.stride() >= static_cast<uint32_t>(work.context)) {
+    return Invalid("stride must be in [1, " + Str(work.context - 1) + "] (context - 1; 0: context / 2), got " +
+                   Str(request.stride()));
+  }
+  work.stride = request.stride() == 0 ? work.context / 2 : static_cast<int>(request.stride());
+  if (request.top_n() > static_cast<uint32_t>(kMaxTopLogprobs)) {
+    return Invalid("top_n must be in [0, " + Str(kMaxTopLogprobs) + "], got " + Str(request.top_n()));
+  }
+  work.top_n = static_cast<int>(request.top_n());
+  return work;
+}
+
+}  // namespace pkm

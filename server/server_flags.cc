@@ -1,0 +1,181 @@
+#include "server/server_flags.h"
+
+#include <absl/flags/flag.h>
+#include <absl/flags/parse.h>
+#include <absl/flags/usage.h>
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+#include <algorithm>
+
+ABSL_FLAG(std::string, model, PKMSERVE_DEFAULT_MODEL_DIR,
+          "model directory: config.json, model.safetensors, tokenizer.model");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC address host:port (port 0 picks a free port, printed at start)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Prometheus /metrics address host:port");
+ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda");
+ABSL_FLAG(int, threads, 0, "CPU engine threads (0: one per core)");
+ABSL_FLAG(int, max_batch_tokens, 512,
+          "tokens per engine step: decode tokens plus prefill chunks, [1, 65536]");
+ABSL_FLAG(int, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED, [0, 1000000]");
+ABSL_FLAG(int, max_running, 256, "sequences batched in one step, [1, 4096]");
+ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0: the model's max_seq_len - 1)");
+ABSL_FLAG(int, max_new_tokens, 0,
+          "most tokens one request may generate (0: the model's max_seq_len - 1)");
+ABSL_FLAG(std::string, kv_cache_bytes, "256M", "KV cache memory, e.g. 268435456, 256M, 1G");
+ABSL_FLAG(double, drain_timeout, 30,
+          "seconds that SIGTERM/SIGINT waits for accepted requests before ending them");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve TLS (with --tls-key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA: require client certificates signed by it (mutual TLS)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file holding a bearer token that every Inference call must send as "
+          "\"authorization: Bearer <token>\"");
+ABSL_FLAG(bool, check, false, "load and validate the model, print what it is, and exit");
+
+namespace pkm {
+namespace {
+
+Status Invalid(const std::string& message) {
+  return Status(StatusCode::kInvalidArgument, message);
+}
+
+Status CheckRange(const char* flag, long value, long lo, long hi) {
+  if (value < lo || value > hi) {
+    return Invalid(std::string(flag) + " must be in [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "], got " + std::to_string(value));
+  }
+  return OkStatus();
+}
+
+StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Invalid("--auth-token-file: cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string token = text.str();
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+    token.pop_back();
+  }
+  if (token.empty()) {
+    return Invalid("--auth-token-file: " + path + " is empty (expected the bearer token)");
+  }
+  for (char c : token) {
+    if (!std::isgraph(static_cast<unsigned char>(c))) {
+      return Invalid("--auth-token-file: the token in " + path +
+                     " must be printable ASCII without spaces");
+    }
+  }
+  return token;
+}
+
+}  // namespace
+
+StatusOr<size_t> ParseByteSize(const std::string& text, const char* flag) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) {
+    ++digits;
+  }
+  const std::string suffix = text.substr(digits);
+  int shift = -1;
+  if (suffix.empty() || suffix == "B") shift = 0;
+  if (suffix == "K" || suffix == "KiB") shift = 10;
+  if (suffix == "M" || suffix == "MiB") shift = 20;
+  if (suffix == "G" || suffix == "GiB") shift = 30;
+  if (digits == 0 || digits > 12 || shift < 0) {
+    return Invalid(std::string(flag) + " must be a size like 268435456, 256M or 1G, got '" +
+                   text + "'");
+  }
+  return static_cast<size_t>(std::stoull(text.substr(0, digits))) << shift;
+}
+
+Status CheckListenAddress(const std::string& address, const char* flag) {
+  const size_t colon = address.rfind(':');
+  const std::string expected = " (expected host:port, e.g. 127.0.0.1:50051 or [::1]:50051)";
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return Invalid(std::string(flag) + ": '" + address + "' is not host:port" + expected);
+  }
+  const std::string port = address.substr(colon + 1);
+  if (port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535) {
+    return Invalid(std::string(flag) + ": port '" + port + "' is not in [0, 65535]" + expected);
+  }
+  return OkStatus();
+}
+
+StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "usage: pkmserve [flags]\n\n"
+      "Serves a PKM language model over gRPC (pkmserve.v1.Inference, grpc.health.v1, reflection).\n"
+      "With no flags: the bundled model on 127.0.0.1:50051. SIGTERM/SIGINT drain and exit 0.\n"
+      "Flag names take dashes or underscores (--max-batch-tokens = --max_batch_tokens).\n"
+      "Exit codes: 0 clean exit, 1 bad flags, 2 the model failed to load, 3 cannot serve.");
+  // Abseil spells flag names with underscores; accept the dashed spelling too
+  // (--max-batch-tokens), as the docs use it.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> dashed;
+  for (std::string& a : args) {
+    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      const size_t end = std::min(a.find('='), a.size());
+      for (size_t i = 2; i < end; ++i) {
+        if (a[i] == '-') a[i] = '_';
+      }
+    }
+    dashed.push_back(a.data());
+  }
+  absl::ParseCommandLine(static_cast<int>(dashed.size()), dashed.data());
+
+  ServerSettings s;
+  s.model_dir = absl::GetFlag(FLAGS_model);
+  s.check_only = absl::GetFlag(FLAGS_check);
+  s.grpc.listen = absl::GetFlag(FLAGS_listen);
+  PKM_RETURN_IF_ERROR(CheckListenAddress(s.grpc.listen, "--listen"));
+  s.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  PKM_RETURN_IF_ERROR(CheckListenAddress(s.metrics_listen, "--metrics-listen"));
+
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device == "cuda") {
+    return Invalid("--device=cuda: this build has no CUDA backend yet; use --device=cpu or auto");
+  }
+  if (device != "auto" && device != "cpu") {
+    return Invalid("--device must be auto, cpu or cuda, got '" + device + "'");
+  }
+  s.device = "cpu";
+
+  s.threads = absl::GetFlag(FLAGS_threads);
+  PKM_RETURN_IF_ERROR(CheckRange("--threads", s.threads, 0, 1024));
+  if (s.threads == 0) s.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  s.scheduler.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  PKM_RETURN_IF_ERROR(CheckRange("--max-batch-tokens", s.scheduler.max_batch_tokens, 1, 65536));
+  s.scheduler.max_queue = absl::GetFlag(FLAGS_max_queue);
+  PKM_RETURN_IF_ERROR(CheckRange("--max-queue", s.scheduler.max_queue, 0, 1000000));
+  s.scheduler.max_running = absl::GetFlag(FLAGS_max_running);
+  PKM_RETURN_IF_ERROR(CheckRange("--max-running", s.scheduler.max_running, 1, 4096));
+  s.limits.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  PKM_RETURN_IF_ERROR(CheckRange("--max-prompt-tokens", s.limits.max_prompt_tokens, 0, 1 << 24));
+  s.limits.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  PKM_RETURN_IF_ERROR(CheckRange("--max-new-tokens", s.limits.max_new_tokens, 0, 1 << 24));
+  PKM_ASSIGN_OR_RETURN(s.kv_cache_bytes,
+                       ParseByteSize(absl::GetFlag(FLAGS_kv_cache_bytes), "--kv-cache-bytes"));
+  s.drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout);
+  if (!(s.drain_timeout_s >= 0 && s.drain_timeout_s <= 86400)) {
+    return Invalid("--drain-timeout must be in [0, 86400] seconds, got " +
+                   std::to_string(s.drain_timeout_s));
+  }
+  s.grpc.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert),
+                .key_file = absl::GetFlag(FLAGS_tls_key),
+                .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca)};
+  const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    PKM_ASSIGN_OR_RETURN(s.auth_token, ReadToken(token_file));
+  }
+  return s;
+}
+
+}  // namespace pkm
