@@ -12,6 +12,7 @@
 //                          [--out FILE.json]
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -56,17 +57,22 @@ void Die(const std::string& what, const pkm::Status& s) {
   std::exit(1);
 }
 
+// n jobs with prompt lengths uniform in [min_prompt, max_prompt] and output lengths uniform in
+// [min_new, max_new], or, with mean_new > 0, exponential with that mean clamped to the range
+// (output lengths of chat traffic are long-tailed: most replies short, a few long).
 std::vector<Job> MakeJobs(int n, int min_prompt, int max_prompt, int min_new, int max_new,
-                          int vocab, uint32_t seed) {
+                          int vocab, uint32_t seed, double mean_new = 0) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> plen(min_prompt, max_prompt), nnew(min_new, max_new);
+  std::exponential_distribution<double> exp_new(mean_new > 0 ? 1.0 / mean_new : 1.0);
   std::uniform_int_distribution<int32_t> tok(3, vocab - 1);
   std::vector<Job> jobs(static_cast<size_t>(n));
   for (Job& j : jobs) {
     j.prompt.resize(static_cast<size_t>(plen(rng)));
     j.prompt[0] = 1;
     for (size_t i = 1; i < j.prompt.size(); ++i) j.prompt[i] = tok(rng);
-    j.new_tokens = nnew(rng);
+    j.new_tokens = mean_new > 0 ? std::clamp(static_cast<int>(exp_new(rng)), min_new, max_new)
+                                : nnew(rng);
   }
   return jobs;
 }
@@ -139,6 +145,7 @@ nlohmann::json ToJson(const Result& r) {
 int main(int argc, char** argv) {
   std::string model_dir = "models/pkm-small", out;
   int threads = 2, requests = 128, new_tokens = 32;
+  std::vector<int> overhead_concurrency = {1, 8, 32, 64};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--model") model_dir = v;
@@ -146,6 +153,7 @@ int main(int argc, char** argv) {
     else if (a == "--requests") requests = std::atoi(v.c_str());
     else if (a == "--new-tokens") new_tokens = std::atoi(v.c_str());
     else if (a == "--out") out = v;
+    else if (a == "--only-batching") overhead_concurrency.clear();
     else {
       std::fprintf(stderr, "server_bench: unknown flag %s\n", a.c_str());
       return 2;
@@ -164,7 +172,7 @@ int main(int argc, char** argv) {
                            {"machine_cores", std::thread::hardware_concurrency()}};
   std::printf("| concurrency | in-process req/s | in-process tok/s | gRPC req/s | gRPC tok/s | "
               "overhead |\n| --- | --- | --- | --- | --- | --- |\n");
-  for (int concurrency : {1, 8, 32, 64}) {
+  for (int concurrency : overhead_concurrency) {
     const int n = std::max(requests, concurrency * 2);
     const std::vector<Job> jobs = MakeJobs(n, 8, 40, new_tokens, new_tokens, vocab, 7);
     Result inproc;
@@ -193,7 +201,8 @@ int main(int argc, char** argv) {
                                   {"grpc", ToJson(over_grpc)}, {"overhead", overhead}});
   }
 
-  const std::vector<Job> mixed = MakeJobs(std::max(requests, 96), 8, 64, 8, 128, vocab, 11);
+  const std::vector<Job> mixed =
+      MakeJobs(std::max(requests, 128), 8, 64, 4, 192, vocab, 11, /*mean_new=*/40);
   Result batching[2];
   for (int is_static = 0; is_static < 2; ++is_static) {
     pkm::SchedulerOptions o = sched;
