@@ -18,7 +18,7 @@ PACKAGES=(
   python3 python3-torch python3-numpy python3-sentencepiece python3-pytest
   python3-matplotlib python3-grpcio python3-protobuf
   # corpora and tools
-  ca-certificates
+  ca-certificates openssl
 )
 
 missing=()

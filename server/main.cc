@@ -57,7 +57,14 @@ int main(int argc, char** argv) {
 
   auto engine = pkm::Engine::Create(*model, pkm::MakeCpuBackend(settings->threads),
                                     {.kv_cache_bytes = settings->kv_cache_bytes});
-  if (!engine.ok()) return Fail(kExitBadModel, engine.status());
+  if (!engine.ok()) {
+    // The only argument the engine can refuse is the cache size.
+    if (engine.status().code() == pkm::StatusCode::kInvalidArgument) {
+      return Fail(kExitUsage, pkm::Status(pkm::StatusCode::kInvalidArgument,
+                                          "--kv-cache-bytes: " + engine.status().message()));
+    }
+    return Fail(kExitBadModel, engine.status());
+  }
   const int kv_positions =
       (*engine)->kv_cache().num_blocks() * pkm::KvCache::kBlockSize;
   if (kv_positions < model->config().max_seq_len) {
