@@ -5,11 +5,14 @@
 //               another (--requests requests in all, prompts of 8-40 tokens, --new-tokens
 //               greedy tokens each). Overhead = 1 - grpc tokens/s / in-process tokens/s.
 //   batching    continuous batching against static batching (a new batch forms only once the
-//               last one has finished) on a mixed-length workload: max_new_tokens drawn from
-//               [8, 128], prompts of 8-64 tokens, 32 closed-loop clients, in-process.
+//               last one has finished) on a mixed-length workload: output lengths long-tailed
+//               (exponential, mean 40, clamped to [4, 192]), prompts of 8-64 tokens, 32
+//               closed-loop clients, in-process.
+//
+// Each figure is the best of --repeats runs, the two sides alternating.
 //
 //   build/bin/server_bench [--model DIR] [--threads N] [--requests N] [--new-tokens N]
-//                          [--out FILE.json]
+//                          [--repeats N] [--concurrency N] [--only-batching 1] [--out FILE]
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -144,7 +147,7 @@ nlohmann::json ToJson(const Result& r) {
 
 int main(int argc, char** argv) {
   std::string model_dir = "models/pkm-small", out;
-  int threads = 2, requests = 128, new_tokens = 32;
+  int threads = 2, requests = 128, new_tokens = 32, repeats = 3;
   std::vector<int> overhead_concurrency = {1, 8, 32, 64};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
@@ -152,8 +155,10 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(v.c_str());
     else if (a == "--requests") requests = std::atoi(v.c_str());
     else if (a == "--new-tokens") new_tokens = std::atoi(v.c_str());
+    else if (a == "--repeats") repeats = std::max(1, std::atoi(v.c_str()));
     else if (a == "--out") out = v;
     else if (a == "--only-batching") overhead_concurrency.clear();
+    else if (a == "--concurrency") overhead_concurrency = {std::atoi(v.c_str())};
     else {
       std::fprintf(stderr, "server_bench: unknown flag %s\n", a.c_str());
       return 2;
@@ -168,20 +173,22 @@ int main(int argc, char** argv) {
   const int vocab = model->config().vocab_size;
   const pkm::SchedulerOptions sched{.max_batch_tokens = 512, .max_queue = 256, .max_running = 64};
 
-  nlohmann::json report = {{"model", model_dir}, {"threads", threads},
+  nlohmann::json report = {{"model", model_dir}, {"threads", threads}, {"repeats", repeats},
                            {"machine_cores", std::thread::hardware_concurrency()}};
   std::printf("| concurrency | in-process req/s | in-process tok/s | gRPC req/s | gRPC tok/s | "
               "overhead |\n| --- | --- | --- | --- | --- | --- |\n");
   for (int concurrency : overhead_concurrency) {
     const int n = std::max(requests, concurrency * 2);
     const std::vector<Job> jobs = MakeJobs(n, 8, 40, new_tokens, new_tokens, vocab, 7);
-    Result inproc;
-    {
-      pkm::Scheduler s(engine->get(), tokenizer->get(), sched);
-      inproc = RunClosedLoop(jobs, concurrency, [&](const Job& j) { return RunInProcess(s, j); });
-    }
-    Result over_grpc;
-    {
+    // Best of `repeats` for each, alternating, since the VM's neighbours move single runs.
+    Result inproc, over_grpc;
+    for (int rep = 0; rep < repeats; ++rep) {
+      Result r;
+      {
+        pkm::Scheduler s(engine->get(), tokenizer->get(), sched);
+        r = RunClosedLoop(jobs, concurrency, [&](const Job& j) { return RunInProcess(s, j); });
+      }
+      if (inproc.requests == 0 || r.tokens_per_s() > inproc.tokens_per_s()) inproc = r;
       pkm::Scheduler s(engine->get(), tokenizer->get(), sched);
       pkm::InferenceService service(&s, tokenizer->get(), model->config(), {});
       auto server = pkm::GrpcServer::Start({.listen = "127.0.0.1:0", .tls = {}}, &service);
@@ -189,7 +196,8 @@ int main(int argc, char** argv) {
       auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
                                          grpc::InsecureChannelCredentials());
       auto stub = pkmserve::v1::Inference::NewStub(channel);
-      over_grpc = RunClosedLoop(jobs, concurrency, [&](const Job& j) { return RunGrpc(*stub, j); });
+      r = RunClosedLoop(jobs, concurrency, [&](const Job& j) { return RunGrpc(*stub, j); });
+      if (over_grpc.requests == 0 || r.tokens_per_s() > over_grpc.tokens_per_s()) over_grpc = r;
       (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     }
     const double overhead = 1.0 - over_grpc.tokens_per_s() / inproc.tokens_per_s();
@@ -204,12 +212,16 @@ int main(int argc, char** argv) {
   const std::vector<Job> mixed =
       MakeJobs(std::max(requests, 128), 8, 64, 4, 192, vocab, 11, /*mean_new=*/40);
   Result batching[2];
-  for (int is_static = 0; is_static < 2; ++is_static) {
-    pkm::SchedulerOptions o = sched;
-    o.max_running = 32;
-    o.static_batching = is_static == 1;
-    pkm::Scheduler s(engine->get(), tokenizer->get(), o);
-    batching[is_static] = RunClosedLoop(mixed, 32, [&](const Job& j) { return RunInProcess(s, j); });
+  for (int rep = 0; rep < repeats; ++rep) {
+    for (int is_static = 0; is_static < 2; ++is_static) {
+      pkm::SchedulerOptions o = sched;
+      o.max_running = 32;
+      o.static_batching = is_static == 1;
+      pkm::Scheduler s(engine->get(), tokenizer->get(), o);
+      Result r = RunClosedLoop(mixed, 32, [&](const Job& j) { return RunInProcess(s, j); });
+      Result& best = batching[is_static];
+      if (best.requests == 0 || r.tokens_per_s() > best.tokens_per_s()) best = r;
+    }
   }
   const double speedup = batching[0].tokens_per_s() / batching[1].tokens_per_s();
   std::printf("\n| batching | req/s | tok/s |\n| --- | --- | --- |\n| continuous | %.1f | %.0f |\n"

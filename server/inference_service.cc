@@ -1,6 +1,9 @@
 #include "server/inference_service.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <thread>
 #include <cmath>
 #include <mutex>
 #include <utility>
@@ -42,14 +45,52 @@ void AddTop(const std::vector<std::pair<int32_t, float>>& top, const Tokenizer& 
   }
 }
 
+class GenerateReactor;
+
+}  // namespace
+
+// Starts the writes that the engine thread's callbacks make due, on a thread of its own: a
+// write can run a send syscall inline, and the engine thread should spend its time on steps.
+class PumpQueue {
+ public:
+  PumpQueue() : thread_([this] { Run(); }) {}
+  ~PumpQueue() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+  void Post(GenerateReactor* reactor) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(reactor);
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  void Run();
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<GenerateReactor*> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+namespace {
+
 // Generate: the engine thread queues tokens into `pending_`; one write is in flight at a time,
 // and each write takes everything pending, so a slow reader gets fewer, larger messages and
 // never slows the engine. The reactor finishes only after the scheduler's terminal callback,
 // so no callback can reach a deleted reactor; OnDone deletes it.
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  GenerateReactor(Scheduler* scheduler, const Tokenizer* tokenizer, bool logprobs)
-      : scheduler_(scheduler), tokenizer_(tokenizer), logprobs_(logprobs) {}
+  GenerateReactor(Scheduler* scheduler, const Tokenizer* tokenizer, PumpQueue* pumps,
+                  bool logprobs)
+      : scheduler_(scheduler), tokenizer_(tokenizer), pumps_(pumps), logprobs_(logprobs) {}
 
   // Submits the work. Nothing is written and the call cannot finish (and the reactor be
   // deleted) until Start's final Pump marks it started under the lock. gRPC itself delays
@@ -119,7 +160,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       }
       pending_.mutable_text()->append(step.text);
     }
-    Pump();
+    PostPump();
   }
 
   void OnFinished(const Status& status, const GenerateSummary& summary) {
@@ -135,18 +176,37 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
         final_pending_ = true;
       }
     }
-    Pump();
+    PostPump();
   }
+
+  // From the engine thread: has the pump queue start the write (at most one queued at a
+  // time). A reactor with a queued pump is finished by no one but that pump, so the pointer
+  // stays valid.
+  void PostPump() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!started_ || pump_queued_ || writing_) return;
+      pump_queued_ = true;
+    }
+    pumps_->Post(this);
+  }
+
+ public:
+  // The pump queue's call.
+  void QueuedPump() { Pump(/*from_start=*/false, /*from_queue=*/true); }
+
+ private:
 
   // Starts the next write, or finishes the call once everything is written. Called without
   // the lock held; Finish is the last thing it does, as OnDone may delete the reactor at once.
   // Start's own call marks the reactor started under the lock: until then it cannot finish.
-  void Pump(bool from_start = false) {
+  void Pump(bool from_start = false, bool from_queue = false) {
     grpc::Status finish_with;
     bool finish = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (from_start) started_ = true;
+      if (from_queue) pump_queued_ = false;
       if (!started_ || writing_ || finished_) return;
       const bool has_output =
           pending_.tokens_size() > 0 || !pending_.text().empty() || final_pending_;
@@ -155,7 +215,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
         pending_.Clear();
         final_pending_ = false;
         writing_ = true;
-      } else if (done_) {
+      } else if (done_ && !pump_queued_) {
         finished_ = finish = true;
         finish_with = broken_ && status_.ok() ? grpc::Status(grpc::StatusCode::CANCELLED,
                                                              "the client stopped reading")
@@ -173,6 +233,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
+  PumpQueue* pumps_;
   const bool logprobs_;
   uint32_t prompt_tokens_ = 0;
 
@@ -183,6 +244,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   bool submitted_ = false;
   bool cancel_requested_ = false;
   bool writing_ = false;
+  bool pump_queued_ = false;    // a PumpQueue entry points at this reactor
   bool started_ = false;        // Start has submitted the work and may return
   bool final_pending_ = false;  // pending_ holds the finish reason and usage
   bool done_ = false;           // the scheduler's terminal callback has run
@@ -305,12 +367,28 @@ class RejectedStream final : public grpc::ServerWriteReactor<v1::GenerateRespons
 
 }  // namespace
 
+void PumpQueue::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left
+    GenerateReactor* reactor = queue_.front();
+    queue_.pop_front();
+    lock.unlock();
+    reactor->QueuedPump();
+    lock.lock();
+  }
+}
+
 InferenceService::InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer,
                                    const ModelConfig& config, ServiceConfig service_config)
     : scheduler_(scheduler),
       tokenizer_(tokenizer),
       model_config_(config),
-      config_(std::move(service_config)) {}
+      config_(std::move(service_config)),
+      pumps_(std::make_unique<PumpQueue>()) {}
+
+InferenceService::~InferenceService() = default;
 
 grpc::Status InferenceService::CheckAuth(const grpc::CallbackServerContext* context) const {
   if (config_.auth_token.empty()) return grpc::Status::OK;
@@ -339,7 +417,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
       ToGenerateWork(*request, *tokenizer_, model_config_, config_.limits);
   if (!work.ok()) return new RejectedStream(ToGrpcStatus(work.status()));
   work->deadline = SchedulerDeadline(context);
-  auto* reactor = new GenerateReactor(scheduler_, tokenizer_, request->logprobs());
+  auto* reactor =
+      new GenerateReactor(scheduler_, tokenizer_, pumps_.get(), request->logprobs());
   reactor->Start(std::move(*work));
   return reactor;
 }

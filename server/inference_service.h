@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "pkmserve/v1/inference.grpc.pb.h"
@@ -19,6 +20,8 @@
 #include "server/scheduler.h"
 
 namespace pkm {
+
+class PumpQueue;
 
 struct ServiceConfig {
   ServiceLimits limits;
@@ -33,6 +36,7 @@ class InferenceService final : public pkmserve::v1::Inference::CallbackService {
   // `scheduler` and `tokenizer` must outlive the service; `config` is the served model's.
   InferenceService(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& config,
                    ServiceConfig service_config);
+  ~InferenceService() override;
 
   grpc::ServerWriteReactor<pkmserve::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const pkmserve::v1::GenerateRequest* request) override;
@@ -57,6 +61,7 @@ class InferenceService final : public pkmserve::v1::Inference::CallbackService {
   const Tokenizer* tokenizer_;
   ModelConfig model_config_;
   ServiceConfig config_;
+  std::unique_ptr<PumpQueue> pumps_;  // starts Generate writes off the engine thread
 };
 
 }  // namespace pkm

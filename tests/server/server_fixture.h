@@ -8,37 +8,16 @@
 #include <memory>
 #include <string>
 
-#include "engine/engine.h"
-#include "model_loader/model_loader.h"
-#include "model_loader/tokenizer_sentencepiece.h"
 #include "pkmserve/v1/inference.grpc.pb.h"
 #include "server/grpc_server.h"
 #include "server/inference_service.h"
 #include "server/scheduler.h"
+#include "tests/server/model_fixture.h"
 
 namespace pkm {
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public ModelTest {
  protected:
-  static void SetUpTestSuite() {
-    auto model = LoadModel("models/pkm-small");
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = new LoadedModel(std::move(*model));
-    auto tok = LoadSentencePieceTokenizer(model_->tokenizer_path());
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tokenizer_ = tok->release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete model_;
-  }
-
-  static std::unique_ptr<Engine> MakeEngine(size_t kv_bytes = size_t{64} << 20) {
-    auto engine = Engine::Create(*model_, MakeCpuBackend(1), {.kv_cache_bytes = kv_bytes});
-    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
-    return engine.ok() ? std::move(*engine) : nullptr;
-  }
-
   // Starts (or restarts) the server with these options.
   void Serve(SchedulerOptions scheduler_options = {}, ServiceConfig config = {}) {
     server_.reset();
@@ -67,8 +46,6 @@ class ServerTest : public ::testing::Test {
 
   std::string Address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
 
-  static LoadedModel* model_;
-  static Tokenizer* tokenizer_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<InferenceService> service_;
@@ -76,8 +53,5 @@ class ServerTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pkmserve::v1::Inference::Stub> stub_;
 };
-
-inline LoadedModel* ServerTest::model_ = nullptr;
-inline Tokenizer* ServerTest::tokenizer_ = nullptr;
 
 }  // namespace pkm

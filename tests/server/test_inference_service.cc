@@ -55,13 +55,6 @@ Stream RunGenerate(v1::Inference::Stub& stub, const v1::GenerateRequest& request
 
 class InferenceServiceTest : public ServerTest {
  protected:
-  std::vector<int32_t> Prompt(const std::string& text) {
-    std::vector<int32_t> ids = {tokenizer_->bos_id()};
-    auto enc = tokenizer_->Encode(text);
-    ids.insert(ids.end(), enc.begin(), enc.end());
-    return ids;
-  }
-
   void ExpectKvReturnsToZero() {
     for (int i = 0; i < 500; ++i) {
       const SchedulerStats s = scheduler_->Stats();

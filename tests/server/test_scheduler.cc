@@ -14,13 +14,10 @@
 #include <vector>
 
 #include "engine/scoring.h"
-#include "model_loader/model_loader.h"
-#include "model_loader/tokenizer_sentencepiece.h"
+#include "tests/server/model_fixture.h"
 
 namespace pkm {
 namespace {
-
-constexpr char kModelDir[] = "models/pkm-small";
 
 // What a Generate request delivered through its callbacks.
 struct Collected {
@@ -61,34 +58,8 @@ class GenerateCollector {
   std::shared_future<void> future_ = done_.get_future().share();
 };
 
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public ModelTest {
  protected:
-  static void SetUpTestSuite() {
-    auto model = LoadModel(kModelDir);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    model_ = new LoadedModel(std::move(*model));
-    auto tok = LoadSentencePieceTokenizer(model_->tokenizer_path());
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    tokenizer_ = tok->release();
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete model_;
-  }
-
-  static std::unique_ptr<Engine> MakeEngine(size_t kv_bytes = size_t{64} << 20) {
-    auto engine = Engine::Create(*model_, MakeCpuBackend(1), {.kv_cache_bytes = kv_bytes});
-    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
-    return engine.ok() ? std::move(*engine) : nullptr;
-  }
-
-  static std::vector<int32_t> Prompt(const std::string& text) {
-    std::vector<int32_t> ids = {tokenizer_->bos_id()};
-    auto enc = tokenizer_->Encode(text);
-    ids.insert(ids.end(), enc.begin(), enc.end());
-    return ids;
-  }
-
   static GenerateWork Work(std::vector<int32_t> prompt, int max_new, uint64_t seed,
                            float temperature = 0.9f) {
     GenerateWork w;
@@ -134,13 +105,8 @@ class SchedulerTest : public ::testing::Test {
     return collectors_;
   }
 
-  static LoadedModel* model_;
-  static Tokenizer* tokenizer_;
   std::vector<GenerateCollector> collectors_;
 };
-
-LoadedModel* SchedulerTest::model_ = nullptr;
-Tokenizer* SchedulerTest::tokenizer_ = nullptr;
 
 TEST_F(SchedulerTest, GreedyRequestMatchesOfflineGenerate) {
   auto engine = MakeEngine();
