@@ -91,7 +91,12 @@ StatusOr<size_t> ParseByteSize(const std::string& text, const char* flag) {
     return Invalid(std::string(flag) + " must be a size like 268435456, 256M or 1G, got '" +
                    text + "'");
   }
-  return static_cast<size_t>(std::stoull(text.substr(0, digits))) << shift;
+  const unsigned long long value = std::stoull(text.substr(0, digits));
+  constexpr unsigned long long kMaxBytes = 1ull << 40;  // 1 TiB: beyond any host or device
+  if (value > (kMaxBytes >> shift)) {
+    return Invalid(std::string(flag) + " must be at most 1024G, got '" + text + "'");
+  }
+  return static_cast<size_t>(value << shift);
 }
 
 Status CheckListenAddress(const std::string& address, const char* flag) {

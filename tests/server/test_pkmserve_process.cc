@@ -235,6 +235,7 @@ TEST(PkmserveProcessTest, BadFlagsExitOneNamingTheFlag) {
       {{"--threads", "-2"}, "--threads"},
       {{"--kv-cache-bytes", "12X"}, "--kv-cache-bytes"},
       {{"--kv-cache-bytes", "1K"}, "--kv-cache-bytes"},
+      {{"--kv-cache-bytes", "999999999999G"}, "--kv-cache-bytes"},
       {{"--drain-timeout", "-1"}, "--drain-timeout"},
       {{"--auth-token-file", "/nonexistent/token"}, "--auth-token-file"},
       {{"--auth-token-file", empty}, "--auth-token-file"},
