@@ -56,7 +56,7 @@ Generation::Event Generation::Next(const float* logits, int vocab) {
     return ev;
   }
   ev.token = SampleToken(logits, vocab, options_.sampling, tokens_.size());
-  ev.logprob = TokenLogProb(logits, vocab, ev.token);
+  if (options_.logprobs) ev.logprob = TokenLogProb(logits, vocab, ev.token);
   if (ev.token == eos_id_ && !options_.ignore_eos) {
     finish_ = FinishReason::kEos;
   } else {

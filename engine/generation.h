@@ -26,13 +26,16 @@ struct GenerateOptions {
   int max_new_tokens = 64;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  // Compute each sampled token's log-probability (Event::logprob). Off by default: it is a
+  // log-sum-exp over the whole vocabulary per token, paid only by requests that ask for it.
+  bool logprobs = false;
 };
 
 class Generation {
  public:
   struct Event {
     int32_t token = -1;
-    float logprob = 0.0f;     // log-probability of `token` under the model (temperature 1)
+    float logprob = 0.0f;     // log p(token) at temperature 1; with options.logprobs only
     std::string text;         // text that became final with this token
     FinishReason finish = FinishReason::kNone;
   };

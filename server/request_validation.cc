@@ -144,6 +144,7 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
   if (request.top_logprobs() > 0 && !request.logprobs()) {
     return Invalid("top_logprobs needs logprobs = true");
   }
+  work.options.logprobs = request.logprobs();
   work.top_logprobs = static_cast<int>(request.top_logprobs());
   return work;
 }

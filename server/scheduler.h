@@ -62,7 +62,7 @@ struct SchedulerOptions {
 // One generated token as handed to a request.
 struct GeneratedStep {
   int32_t token = -1;
-  float logprob = 0.0f;                          // at temperature 1
+  float logprob = 0.0f;                          // at temperature 1, with options.logprobs
   std::vector<std::pair<int32_t, float>> top;    // top_logprobs best tokens, when asked
   std::string text;                              // text that became final with this token
 };

@@ -112,6 +112,7 @@ TEST_F(SchedulerTest, GreedyRequestMatchesOfflineGenerate) {
   auto engine = MakeEngine();
   Scheduler s(engine.get(), tokenizer_, {});
   GenerateWork w = Work(Prompt("It was the best of times"), 24, 0, /*temperature=*/0.0f);
+  w.options.logprobs = true;
   w.top_logprobs = 3;
   GenerateCollector& c = Collectors(1)[0];
   ASSERT_TRUE(s.SubmitGenerate(c.Attach(w)).ok());
