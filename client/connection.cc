@@ -1,0 +1,105 @@
+#include "client/connection.h"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace pkm::cli {
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN_CODE";
+  }
+}
+
+StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(StatusCode::kInvalidArgument, std::string(flag) + ": cannot read " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+std::vector<FlagSpec> GlobalFlags() {
+  return {
+      {"server", "HOST:PORT", "pkmserve's address", "127.0.0.1:50051"},
+      {"tls-ca", "FILE", "connect with TLS, trusting this PEM CA", ""},
+      {"auth-token-file", "FILE", "send the bearer token in FILE", ""},
+      {"timeout", "SECONDS", "deadline of each call, 0 for none", "600"},
+      {"help", "", "this text", ""},
+  };
+}
+
+StatusOr<Connection> Connection::FromArgs(const Args& args) {
+  Connection c;
+  c.address_ = args.Get("server");
+  if (c.address_.find(':') == std::string::npos) {
+    return Status(StatusCode::kInvalidArgument,
+                  "--server must be HOST:PORT (e.g. 127.0.0.1:50051), got '" + c.address_ + "'");
+  }
+  PKM_ASSIGN_OR_RETURN(c.timeout_s_, args.GetDouble("timeout", 0, 86400 * 7));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (args.Has("tls-ca")) {
+    grpc::SslCredentialsOptions tls;
+    PKM_ASSIGN_OR_RETURN(tls.pem_root_certs, ReadFile(args.Get("tls-ca"), "--tls-ca"));
+    credentials = grpc::SslCredentials(tls);
+  }
+  if (args.Has("auth-token-file")) {
+    PKM_ASSIGN_OR_RETURN(c.token_, ReadFile(args.Get("auth-token-file"), "--auth-token-file"));
+    while (!c.token_.empty() && std::isspace(static_cast<unsigned char>(c.token_.back()))) {
+      c.token_.pop_back();
+    }
+    if (c.token_.empty()) {
+      return Status(StatusCode::kInvalidArgument, "--auth-token-file: the file is empty");
+    }
+  }
+  c.channel_ = grpc::CreateChannel(c.address_, credentials);
+  return c;
+}
+
+void Connection::Prepare(grpc::ClientContext* context) const { Prepare(context, timeout_s_); }
+
+void Connection::Prepare(grpc::ClientContext* context, double timeout_s) const {
+  if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
+  if (timeout_s > 0) {
+    context->set_deadline(std::chrono::system_clock::now() +
+                          std::chrono::microseconds(static_cast<long>(timeout_s * 1e6)));
+  }
+}
+
+int ReportRpcError(const grpc::Status& status) {
+  std::string message = status.error_message();
+  for (char& ch : message) {
+    if (ch == '\n') ch = ' ';
+  }
+  std::fprintf(stderr, "pkm: %s: %s\n", CodeName(status.error_code()), message.c_str());
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ? kExitConnection : kExitServer;
+}
+
+int ReportUsageError(const Status& status) {
+  std::fprintf(stderr, "pkm: %s\n", status.message().c_str());
+  return kExitUsage;
+}
+
+}  // namespace pkm::cli

@@ -1,0 +1,50 @@
+// The connection every subcommand shares: the server address, TLS, bearer token and per-call
+// timeout from the global flags, and how gRPC errors become exit codes.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/args.h"
+#include "common/status.h"
+
+namespace pkm::cli {
+
+// Exit codes of pkm.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 2;       // bad command line
+inline constexpr int kExitConnection = 3;  // the server cannot be reached (UNAVAILABLE)
+inline constexpr int kExitServer = 4;      // the server answered with an error
+
+// --server, --tls-ca, --auth-token-file, --timeout.
+std::vector<FlagSpec> GlobalFlags();
+
+class Connection {
+ public:
+  static StatusOr<Connection> FromArgs(const Args& args);
+
+  // Adds the bearer token and the deadline (--timeout seconds from now, unless 0).
+  void Prepare(grpc::ClientContext* context) const;
+  // Prepare with an explicit timeout (0: none).
+  void Prepare(grpc::ClientContext* context, double timeout_s) const;
+
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const std::string& address() const { return address_; }
+  double timeout_s() const { return timeout_s_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string address_;
+  std::string token_;
+  double timeout_s_ = 0;
+};
+
+// Prints "pkm: CODE: message" (one line, on stderr) and returns the exit code for it.
+int ReportRpcError(const grpc::Status& status);
+// Prints "pkm: message" for a usage error and returns kExitUsage.
+int ReportUsageError(const Status& status);
+
+}  // namespace pkm::cli
