@@ -1,0 +1,115 @@
+"""pkm against a real pkmserve on loopback: every subcommand, exit codes, and score's
+perplexity against the PyTorch reference (tests/client/reference_ppl.py) within 1e-4."""
+import json
+import math
+import re
+import signal
+import subprocess
+
+import pytest
+
+from tests.client.reference_ppl import reference
+
+HELDOUT = "tests/data/heldout.txt"
+
+
+@pytest.fixture(scope="module")
+def server(binaries):
+    pkmserve, _ = binaries
+    proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", "--threads", "2",
+                             "--kv-cache-bytes", "64M"], stderr=subprocess.PIPE, text=True)
+    address = None
+    for line in proc.stderr:
+        m = re.search(r"listening on ([^ ]+:\d+)", line)
+        if m:
+            address = m.group(1)
+            break
+    assert address, "pkmserve did not start"
+    yield address
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+
+
+def pkm(binaries, *args, stdin=None):
+    return subprocess.run([binaries[1], *args], capture_output=True, text=True, input=stdin,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("mode,ctx,stride", [("chunks", 256, None), ("chunks", 64, None),
+                                             ("stride", 256, 128), ("stride", 64, 16)])
+def test_score_matches_the_reference(binaries, server, mode, ctx, stride):
+    args = ["score", "--server", server, "--json", "--mode", mode, "--ctx", str(ctx)]
+    if stride:
+        args += ["--stride", str(stride)]
+    out = pkm(binaries, *args, HELDOUT)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    with open(HELDOUT) as f:
+        want = reference("models/pkm-small", f.read(), mode, ctx, stride or 0)
+    assert got["scored_tokens"] == want["scored_tokens"]
+    assert math.isclose(got["perplexity"], want["perplexity"], rel_tol=1e-4)
+    assert math.isclose(got["mean_nll"], want["mean_nll"], rel_tol=1e-4)
+    if mode == "stride":
+        assert got["scored_tokens"] == got["tokens"] - 1  # every token after the first, once
+
+
+def test_score_text_output_per_token_and_stdin(binaries, server, tmp_path):
+    tsv = tmp_path / "tokens.tsv"
+    out = pkm(binaries, "score", "--server", server, "--per-token", str(tsv), "-",
+              stdin=open(HELDOUT).read())
+    assert out.returncode == 0, out.stderr
+    m = re.match(r"-: PPL = ([0-9.]+) \+/- ([0-9.]+) \((\d+) tokens scored", out.stdout)
+    assert m, out.stdout
+    ppl, err, count = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    rows = tsv.read_text().splitlines()
+    assert rows[0] == "file\tindex\tid\tpiece\tlogprob" and len(rows) == count + 1
+    nll = [-float(r.split("\t")[4]) for r in rows[1:]]
+    mean = sum(nll) / len(nll)
+    assert math.isclose(ppl, math.exp(mean), rel_tol=1e-3)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in nll) / len(nll) / (len(nll) - 1))
+    assert math.isclose(err, ppl * sd, rel_tol=1e-3)
+    assert "\r" not in out.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_generate_streams_text_and_json_events(binaries, server):
+    text = pkm(binaries, "generate", "--server", server, "--max-tokens", "12", "--seed", "3",
+               "--ignore-eos", "The sea")
+    assert text.returncode == 0, text.stderr
+    events = pkm(binaries, "generate", "--server", server, "--max-tokens", "12", "--seed", "3",
+                 "--ignore-eos", "--json", "The sea")
+    assert events.returncode == 0, events.stderr
+    lines = [json.loads(line) for line in events.stdout.splitlines()]
+    assert lines[0]["seed"] == 3
+    assert lines[-1]["finish_reason"] == "FINISH_REASON_LENGTH"
+    assert lines[-1]["usage"]["completion_tokens"] == 12
+    assert sum(len(e["tokens"]) for e in lines) == 12
+    assert "".join(e["text"] for e in lines) + "\n" == text.stdout  # same seed, same text
+
+
+def test_info_health_tokenize(binaries, server):
+    info = pkm(binaries, "info", "--server", server, "--json")
+    assert info.returncode == 0, info.stderr
+    j = json.loads(info.stdout)
+    assert j["name"] == "pkm-small" and j["max_seq_len"] == 256
+    assert j["pkm_layers"][0]["slots"] == j["pkm_layers"][0]["n_keys"] ** 2
+    assert "memory      layer 4" in pkm(binaries, "info", "--server", server).stdout
+    health = pkm(binaries, "health", "--server", server)
+    assert health.returncode == 0 and health.stdout.strip().endswith("SERVING")
+    tok = pkm(binaries, "tokenize", "--server", server, "--json", "Hello world")
+    ids = json.loads(tok.stdout)
+    assert ids["ids"][0] == j["bos_id"] and len(ids["ids"]) == len(ids["pieces"])
+
+
+def test_exit_codes_and_help(binaries, server):
+    assert pkm(binaries, "score", "--bogus").returncode == 2
+    assert pkm(binaries, "nosuchcommand").returncode == 2
+    assert pkm(binaries, "generate", "--temperature", "500", "x").returncode == 2
+    down = pkm(binaries, "info", "--server", "127.0.0.1:1", "--timeout", "5")
+    assert down.returncode == 3 and down.stderr.startswith("pkm: UNAVAILABLE:")
+    bad = pkm(binaries, "generate", "--server", server, "--max-tokens", "100000", "x")
+    assert bad.returncode == 4
+    assert re.fullmatch(r"pkm: INVALID_ARGUMENT: max_new_tokens must be in .*\n", bad.stderr)
+    assert "usage: pkm COMMAND" in pkm(binaries, "--help").stdout
+    for cmd in ["generate", "score", "info", "health", "tokenize"]:
+        h = pkm(binaries, cmd, "--help")
+        assert h.returncode == 0 and f"usage: pkm {cmd}" in h.stdout and "--server" in h.stdout
