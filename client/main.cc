@@ -20,6 +20,7 @@ constexpr char kUsage[] =
     "  info                 the served model, its memory layers and the server's limits\n"
     "  health               grpc.health.v1 status (exit 0 when SERVING)\n"
     "  tokenize \"text\"     token ids and pieces\n"
+    "  bench                load generator: throughput, TTFT, TPOT, ITL, E2E percentiles\n"
     "\n"
     "global flags (any command): --server HOST:PORT (default 127.0.0.1:50051), --tls-ca FILE,\n"
     "  --auth-token-file FILE, --timeout SECONDS (default 600), --help\n"
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   if (command == "info") return InfoCommand(rest);
   if (command == "health") return HealthCommand(rest);
   if (command == "tokenize") return TokenizeCommand(rest);
+  if (command == "bench") return BenchCommand(rest);
   std::fprintf(stderr, "pkm: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return kExitUsage;
 }

@@ -113,3 +113,31 @@ def test_exit_codes_and_help(binaries, server):
     for cmd in ["generate", "score", "info", "health", "tokenize"]:
         h = pkm(binaries, cmd, "--help")
         assert h.returncode == 0 and f"usage: pkm {cmd}" in h.stdout and "--server" in h.stdout
+
+
+def test_bench_closed_and_open_loop(binaries, server):
+    closed = pkm(binaries, "bench", "--server", server, "--num-requests", "12", "--concurrency",
+                 "4", "--prompt-len", "8:16", "--output-len", "5:9", "--json")
+    assert closed.returncode == 0, closed.stderr
+    r = json.loads(closed.stdout)
+    assert r["mode"] == "closed" and r["successful_requests"] == 12 and r["failed_requests"] == 0
+    assert 12 * 5 <= r["total_output_tokens"] <= 12 * 9
+    assert 12 * 8 <= r["total_input_tokens"] <= 12 * 16
+    assert r["ttft"]["count"] == 12 and r["e2e"]["count"] == 12
+    assert r["ttft"]["p50_ms"] <= r["ttft"]["p99_ms"] <= r["ttft"]["max_ms"]
+    assert r["e2e"]["mean_ms"] >= r["ttft"]["mean_ms"]
+    # One gap per token after each request's first message (which may carry several tokens).
+    assert 0 < r["itl"]["count"] <= r["total_output_tokens"] - 12
+    opened = pkm(binaries, "bench", "--server", server, "--num-requests", "6", "--rate", "50",
+                 "--output-len", "4")
+    assert opened.returncode == 0, opened.stderr
+    assert "open loop" in opened.stdout and re.search(r"Successful requests:\s+6", opened.stdout)
+
+
+def test_bench_counts_errors_by_status_code(binaries, server):
+    # max_new_tokens beyond the server's limit: every request fails with INVALID_ARGUMENT (3).
+    out = pkm(binaries, "bench", "--server", server, "--num-requests", "5", "--output-len",
+              "100000", "--json")
+    assert out.returncode == 4
+    r = json.loads(out.stdout)
+    assert r["failed_requests"] == 5 and r["errors_by_code"] == {"3": 5}

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "client/args.h"
+#include "client/bench_stats.h"
 
 namespace pkm::cli {
 namespace {
@@ -74,6 +75,23 @@ TEST(Args, FlagsValuesAndErrors) {
   EXPECT_FALSE(Args::Parse({"--nope"}, specs).ok());
   EXPECT_FALSE(Args::Parse({"--ctx"}, specs).ok());
   EXPECT_FALSE(Args::Parse({"--json=1"}, specs).ok());
+}
+
+// 1, 2, ..., 100 ms in shuffled order: numpy.percentile gives 50.5, 90.1 and 99.01.
+TEST(LatencyStats, PercentilesInterpolateBetweenClosestRanks) {
+  std::vector<double> samples;
+  for (int i = 0; i < 100; ++i) samples.push_back((i * 37) % 100 + 1);  // a permutation
+  for (double& x : samples) x /= 1000.0;
+  const LatencySummary s = SummarizeLatencies(samples);
+  EXPECT_EQ(s.count, 100);
+  EXPECT_NEAR(s.mean, 0.0505, 1e-12);
+  EXPECT_NEAR(s.p50, 0.0505, 1e-12);
+  EXPECT_NEAR(s.p90, 0.0901, 1e-12);
+  EXPECT_NEAR(s.p99, 0.09901, 1e-12);
+  EXPECT_NEAR(s.max, 0.1, 1e-12);
+  EXPECT_EQ(Percentile({}, 50), 0.0);
+  EXPECT_EQ(Percentile({7.0}, 99), 7.0);
+  EXPECT_EQ(SummarizeLatencies({}).count, 0);
 }
 
 }  // namespace
