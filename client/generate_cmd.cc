@@ -67,7 +67,9 @@ int GenerateCommand(const std::vector<std::string>& argv) {
   conn->Prepare(&ctx);
   auto reader = stub->Generate(&ctx, req);
   v1::GenerateResponse msg;
+  bool printed = false;
   while (reader->Read(&msg)) {
+    printed = true;
     if (json) {
       nlohmann::json j = {{"text", msg.text()}};
       nlohmann::json tokens = nlohmann::json::array();
@@ -86,7 +88,7 @@ int GenerateCommand(const std::vector<std::string>& argv) {
     std::fflush(stdout);
   }
   const grpc::Status st = reader->Finish();
-  if (!json) std::printf("\n");
+  if (!json && printed) std::printf("\n");
   if (!st.ok()) return ReportRpcError(st);
   return kExitOk;
 }
