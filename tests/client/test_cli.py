@@ -141,3 +141,41 @@ def test_bench_counts_errors_by_status_code(binaries, server):
     assert out.returncode == 4
     r = json.loads(out.stdout)
     assert r["failed_requests"] == 5 and r["errors_by_code"] == {"3": 5}
+
+
+def test_tls_and_bearer_token(binaries, tmp_path):
+    """--tls-ca and --auth-token-file against a server that requires both."""
+    d = str(tmp_path)
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    subprocess.run(
+        f"cd {d} && printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
+        f"openssl req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=ca && "
+        f"openssl req {key} -keyout srv.key -out srv.csr -subj /CN=localhost && "
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem "
+        "-days 2 -extfile san.ext", shell=True, check=True, capture_output=True)
+    (tmp_path / "token").write_text("t0ken\n")
+    (tmp_path / "wrong").write_text("nope\n")
+    proc = subprocess.Popen(
+        [binaries[0], "--listen", "127.0.0.1:0", "--threads", "1", "--kv-cache-bytes", "16M",
+         "--tls-cert", f"{d}/srv.pem", "--tls-key", f"{d}/srv.key",
+         "--auth-token-file", f"{d}/token"], stderr=subprocess.PIPE, text=True)
+    try:
+        address = None
+        for line in proc.stderr:
+            m = re.search(r"listening on ([^ ]+:\d+)", line)
+            if m:
+                address = m.group(1)
+                break
+        assert address
+        common = ["--server", address, "--timeout", "10"]
+        ok = pkm(binaries, "info", *common, "--tls-ca", f"{d}/ca.pem",
+                 "--auth-token-file", f"{d}/token")
+        assert ok.returncode == 0, ok.stderr
+        wrong = pkm(binaries, "info", *common, "--tls-ca", f"{d}/ca.pem",
+                    "--auth-token-file", f"{d}/wrong")
+        assert wrong.returncode == 4 and wrong.stderr.startswith("pkm: UNAUTHENTICATED:")
+        plain = pkm(binaries, "info", *common, "--auth-token-file", f"{d}/token")
+        assert plain.returncode == 3  # a plaintext client cannot talk to a TLS server
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
