@@ -103,28 +103,25 @@ void PrintLatency(const char* title, const char* name, const LatencySummary& s) 
 }  // namespace
 
 int BenchCommand(const std::vector<std::string>& argv) {
-  std::vector<FlagSpec> specs = GlobalFlags();
-  specs.insert(specs.end(), {
-      {"concurrency", "N", "closed loop: N clients, each waiting for its last request", "8"},
-      {"rate", "R", "open loop instead: R requests/s, Poisson arrivals", ""},
-      {"num-requests", "N", "requests to send", "64"},
-      {"duration", "SECONDS", "stop sending new requests after this long (0: no limit)", "0"},
-      {"prompt-len", "MIN:MAX", "prompt length in tokens, uniform (random token ids)", "8:64"},
-      {"prompt-file", "FILE", "prompts as text, one per line, used in turn", ""},
-      {"output-len", "MIN:MAX", "tokens to generate, uniform; EOS is ignored", "16:64"},
-      {"temperature", "T", "sampling temperature", "1"},
-      {"seed", "S", "seed of the workload and of each request's sampler", "0"},
-      {"json", "", "print the full record as JSON", ""},
-  });
-  const std::string usage = "pkm bench [flags]";
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return ReportUsageError(args.status());
-  if (args->Has("help")) {
-    std::printf("%s", HelpText(usage, "Load generator: throughput, TTFT, TPOT, ITL and E2E "
-                                      "latency of pkmserve, errors by status code.",
-                               specs).c_str());
-    return kExitOk;
-  }
+  int code = 0;
+  auto args = ParseOrHelp(
+      argv, "pkm bench [flags]",
+      "Load generator: throughput, TTFT, TPOT, ITL and E2E latency of pkmserve, errors by "
+      "status code.",
+      {
+          {"concurrency", "N", "closed loop: N clients, each waiting for its last request", "8"},
+          {"rate", "R", "open loop instead: R requests/s, Poisson arrivals", ""},
+          {"num-requests", "N", "requests to send", "64"},
+          {"duration", "SECONDS", "stop sending new requests after this long (0: no limit)", "0"},
+          {"prompt-len", "MIN:MAX", "prompt length in tokens, uniform (random token ids)", "8:64"},
+          {"prompt-file", "FILE", "prompts as text, one per line, used in turn", ""},
+          {"output-len", "MIN:MAX", "tokens to generate, uniform; EOS is ignored", "16:64"},
+          {"temperature", "T", "sampling temperature", "1"},
+          {"seed", "S", "seed of the workload and of each request's sampler", "0"},
+          {"json", "", "print the full record as JSON", ""},
+      },
+      &code);
+  if (!args) return code;
   auto concurrency = args->GetInt("concurrency", 1, 4096);
   auto num_requests = args->GetInt("num-requests", 1, 10000000);
   auto duration = args->GetDouble("duration", 0, 86400 * 7);
@@ -147,12 +144,7 @@ int BenchCommand(const std::vector<std::string>& argv) {
   if (!conn.ok()) return ReportUsageError(conn.status());
   auto stub = v1::Inference::NewStub(conn->channel());
   v1::ModelInfo info;
-  {
-    grpc::ClientContext ctx;
-    conn->Prepare(&ctx);
-    const grpc::Status st = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
-    if (!st.ok()) return ReportRpcError(st);
-  }
+  if (grpc::Status st = FetchModelInfo(*conn, &info); !st.ok()) return ReportRpcError(st);
 
   std::vector<std::string> prompts;
   if (args->Has("prompt-file")) {
@@ -254,8 +246,8 @@ int BenchCommand(const std::vector<std::string>& argv) {
     std::printf("============ pkm bench (%s loop) ============\n", rate > 0 ? "open" : "closed");
     std::printf("%-40s %10ld\n%-40s %10ld\n", "Successful requests:", ok, "Failed requests:",
                 failed);
-    for (const auto& [code, n] : errors) {
-      std::printf("  %-38s %10d\n", ("status code " + code + ":").c_str(), n);
+    for (const auto& [status_code, n] : errors) {
+      std::printf("  %-38s %10d\n", ("status code " + status_code + ":").c_str(), n);
     }
     std::printf("%-40s %10.2f\n%-40s %10ld\n%-40s %10ld\n", "Benchmark duration (s):", elapsed,
                 "Total input tokens:", input_tokens, "Total generated tokens:", output_tokens);

@@ -88,6 +88,31 @@ void Connection::Prepare(grpc::ClientContext* context, double timeout_s) const {
   }
 }
 
+std::optional<Args> ParseOrHelp(const std::vector<std::string>& argv, const std::string& usage,
+                                const std::string& about, const std::vector<FlagSpec>& extra,
+                                int* code) {
+  std::vector<FlagSpec> specs = GlobalFlags();
+  specs.insert(specs.end(), extra.begin(), extra.end());
+  auto args = Args::Parse(argv, specs);
+  if (!args.ok()) {
+    *code = ReportUsageError(args.status());
+    return std::nullopt;
+  }
+  if (args->Has("help")) {
+    std::printf("%s", HelpText(usage, about, specs).c_str());
+    *code = kExitOk;
+    return std::nullopt;
+  }
+  return std::move(*args);
+}
+
+grpc::Status FetchModelInfo(const Connection& conn, pkmserve::v1::ModelInfo* info) {
+  auto stub = pkmserve::v1::Inference::NewStub(conn.channel());
+  grpc::ClientContext ctx;
+  conn.Prepare(&ctx);
+  return stub->GetModelInfo(&ctx, pkmserve::v1::GetModelInfoRequest(), info);
+}
+
 int ReportRpcError(const grpc::Status& status) {
   std::string message = status.error_message();
   for (char& ch : message) {

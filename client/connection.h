@@ -5,11 +5,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client/args.h"
 #include "common/status.h"
+#include "pkmserve/v1/inference.grpc.pb.h"
 
 namespace pkm::cli {
 
@@ -41,6 +43,16 @@ class Connection {
   std::string token_;
   double timeout_s_ = 0;
 };
+
+// Parses a subcommand's arguments (the global flags plus `extra`). Prints the help and sets
+// *code to 0 when --help is given, or reports a usage error and sets *code to 2; returns
+// nullopt in both cases.
+std::optional<Args> ParseOrHelp(const std::vector<std::string>& argv, const std::string& usage,
+                                const std::string& about, const std::vector<FlagSpec>& extra,
+                                int* code);
+
+// GetModelInfo with the connection's token and deadline.
+grpc::Status FetchModelInfo(const Connection& conn, pkmserve::v1::ModelInfo* info);
 
 // Prints "pkm: CODE: message" (one line, on stderr) and returns the exit code for it.
 int ReportRpcError(const grpc::Status& status);

@@ -1,7 +1,6 @@
 // pkm generate: streams a continuation of a prompt as it is decoded.
 #include <cstdio>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "client/commands.h"
@@ -13,25 +12,22 @@ namespace pkm::cli {
 namespace v1 = pkmserve::v1;
 
 int GenerateCommand(const std::vector<std::string>& argv) {
-  std::vector<FlagSpec> specs = GlobalFlags();
-  specs.insert(specs.end(), {
-      {"max-tokens", "N", "tokens to generate at most (0: the server's default)", "0"},
-      {"temperature", "T", "sampling temperature, 0 for greedy", "1"},
-      {"top-k", "K", "keep the K most likely tokens, 0 for all", "0"},
-      {"top-p", "P", "nucleus sampling threshold in (0, 1]", "1"},
-      {"seed", "S", "sampler seed (default: drawn by the server, printed with --json)", ""},
-      {"stop", "TEXT", "stop before TEXT (repeatable)", ""},
-      {"ignore-eos", "", "keep generating after the end-of-sequence token", ""},
-      {"json", "", "print one JSON object per streamed message instead of the text", ""},
-  });
   const std::string usage = "pkm generate [flags] \"prompt\"";
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return ReportUsageError(args.status());
-  if (args->Has("help")) {
-    std::printf("%s", HelpText(usage, "Streams a continuation of the prompt as it is decoded.",
-                               specs).c_str());
-    return kExitOk;
-  }
+  int code = 0;
+  auto args = ParseOrHelp(
+      argv, usage, "Streams a continuation of the prompt as it is decoded.",
+      {
+          {"max-tokens", "N", "tokens to generate at most (0: the server's default)", "0"},
+          {"temperature", "T", "sampling temperature, 0 for greedy", "1"},
+          {"top-k", "K", "keep the K most likely tokens, 0 for all", "0"},
+          {"top-p", "P", "nucleus sampling threshold in (0, 1]", "1"},
+          {"seed", "S", "sampler seed (default: drawn by the server, printed with --json)", ""},
+          {"stop", "TEXT", "stop before TEXT (repeatable)", ""},
+          {"ignore-eos", "", "keep generating after the end-of-sequence token", ""},
+          {"json", "", "print one JSON object per streamed message instead of the text", ""},
+      },
+      &code);
+  if (!args) return code;
   if (args->positional().size() != 1) {
     return ReportUsageError(Status(StatusCode::kInvalidArgument, "usage: " + usage));
   }
@@ -39,8 +35,8 @@ int GenerateCommand(const std::vector<std::string>& argv) {
   auto temperature = args->GetDouble("temperature", 0, 100);
   auto top_k = args->GetInt("top-k", 0, 1 << 24);
   auto top_p = args->GetDouble("top-p", 1e-9, 1);
-  for (const Status& s : {max_tokens.status(), temperature.status(), top_k.status(),
-                          top_p.status()}) {
+  for (const Status& s :
+       {max_tokens.status(), temperature.status(), top_k.status(), top_p.status()}) {
     if (!s.ok()) return ReportUsageError(s);
   }
   auto conn = Connection::FromArgs(*args);
@@ -73,7 +69,8 @@ int GenerateCommand(const std::vector<std::string>& argv) {
     if (json) {
       nlohmann::json j = {{"text", msg.text()}};
       nlohmann::json tokens = nlohmann::json::array();
-      for (const auto& t : msg.tokens()) tokens.push_back({{"id", t.id()}, {"logprob", t.logprob()}});
+      for (const auto& t : msg.tokens())
+        tokens.push_back({{"id", t.id()}, {"logprob", t.logprob()}});
       j["tokens"] = tokens;
       if (msg.seed() != 0) j["seed"] = msg.seed();
       if (msg.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {

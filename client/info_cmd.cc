@@ -1,6 +1,5 @@
 // pkm info, pkm health, pkm tokenize: facts about the server and its model.
 #include <cstdio>
-#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -14,26 +13,6 @@ namespace {
 
 namespace v1 = pkmserve::v1;
 
-// Parses the command line of a subcommand with only the global flags plus `extra`; prints help
-// and returns false when asked (exit code in *code).
-std::optional<Args> ParseOrHelp(const std::vector<std::string>& argv, const std::string& usage,
-                                const std::string& about, std::vector<FlagSpec> extra,
-                                int* code) {
-  std::vector<FlagSpec> specs = GlobalFlags();
-  specs.insert(specs.end(), extra.begin(), extra.end());
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) {
-    *code = ReportUsageError(args.status());
-    return std::nullopt;
-  }
-  if (args->Has("help")) {
-    std::printf("%s", HelpText(usage, about, specs).c_str());
-    *code = kExitOk;
-    return std::nullopt;
-  }
-  return std::move(*args);
-}
-
 }  // namespace
 
 int InfoCommand(const std::vector<std::string>& argv) {
@@ -44,12 +23,8 @@ int InfoCommand(const std::vector<std::string>& argv) {
   if (!args) return code;
   auto conn = Connection::FromArgs(*args);
   if (!conn.ok()) return ReportUsageError(conn.status());
-  auto stub = v1::Inference::NewStub(conn->channel());
   v1::ModelInfo info;
-  grpc::ClientContext ctx;
-  conn->Prepare(&ctx);
-  const grpc::Status st = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
-  if (!st.ok()) return ReportRpcError(st);
+  if (grpc::Status st = FetchModelInfo(*conn, &info); !st.ok()) return ReportRpcError(st);
   if (args->Has("json")) {
     nlohmann::json layers = nlohmann::json::array();
     for (const auto& p : info.pkm_layers()) {

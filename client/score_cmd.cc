@@ -23,8 +23,7 @@ namespace {
 namespace v1 = pkmserve::v1;
 
 std::vector<FlagSpec> ScoreFlags() {
-  std::vector<FlagSpec> flags = GlobalFlags();
-  flags.insert(flags.end(), {
+  return {
       {"mode", "chunks|stride", "chunks: llama-perplexity; stride: Hugging Face sliding window",
        "stride"},
       {"ctx", "N", "tokens per window (default: the model's max_seq_len)", ""},
@@ -33,8 +32,7 @@ std::vector<FlagSpec> ScoreFlags() {
       {"json", "", "print one JSON object per file", ""},
       {"per-token", "FILE", "write each scored token, its piece and logprob as TSV (- for stdout)",
        ""},
-  });
-  return flags;
+  };
 }
 
 StatusOr<std::string> ReadInput(const std::string& path) {
@@ -143,17 +141,14 @@ StatusOr<FileScore> ScoreWindows(const Connection& conn, const std::vector<int32
 }  // namespace
 
 int ScoreCommand(const std::vector<std::string>& argv) {
-  const std::vector<FlagSpec> specs = ScoreFlags();
   const std::string usage = "pkm score [flags] FILE... (- for stdin)";
-  const std::string about =
+  int code = 0;
+  auto args = ParseOrHelp(
+      argv, usage,
       "Perplexity of each file under the served model. Prints PPL = X +/- Y (the standard error\n"
-      "of the mean NLL, carried to the perplexity) and the token count.";
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return ReportUsageError(args.status());
-  if (args->Has("help")) {
-    std::printf("%s", HelpText(usage, about, specs).c_str());
-    return kExitOk;
-  }
+      "of the mean NLL, carried to the perplexity) and the token count.",
+      ScoreFlags(), &code);
+  if (!args) return code;
   if (args->positional().empty()) {
     return ReportUsageError(Status(StatusCode::kInvalidArgument, "usage: " + usage));
   }
@@ -169,12 +164,7 @@ int ScoreCommand(const std::vector<std::string>& argv) {
   auto stub = v1::Inference::NewStub(conn->channel());
 
   v1::ModelInfo info;
-  {
-    grpc::ClientContext ctx;
-    conn->Prepare(&ctx);
-    const grpc::Status st = stub->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info);
-    if (!st.ok()) return ReportRpcError(st);
-  }
+  if (grpc::Status st = FetchModelInfo(*conn, &info); !st.ok()) return ReportRpcError(st);
   long ctx_tokens = info.max_seq_len();
   if (args->Has("ctx")) {
     auto c = args->GetInt("ctx", mode == "chunks" ? 4 : 2, info.max_seq_len());

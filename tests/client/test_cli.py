@@ -13,18 +13,20 @@ from tests.client.reference_ppl import reference
 HELDOUT = "tests/data/heldout.txt"
 
 
-@pytest.fixture(scope="module")
-def server(binaries):
-    pkmserve, _ = binaries
-    proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", "--threads", "2",
-                             "--kv-cache-bytes", "64M"], stderr=subprocess.PIPE, text=True)
-    address = None
+def start_server(pkmserve, *flags):
+    """Starts pkmserve on a free port; returns the process and its address."""
+    proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", *flags],
+                            stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         m = re.search(r"listening on ([^ ]+:\d+)", line)
         if m:
-            address = m.group(1)
-            break
-    assert address, "pkmserve did not start"
+            return proc, m.group(1)
+    raise AssertionError("pkmserve did not start")
+
+
+@pytest.fixture(scope="module")
+def server(binaries):
+    proc, address = start_server(binaries[0], "--threads", "2", "--kv-cache-bytes", "64M")
     yield address
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
@@ -155,18 +157,10 @@ def test_tls_and_bearer_token(binaries, tmp_path):
         "-days 2 -extfile san.ext", shell=True, check=True, capture_output=True)
     (tmp_path / "token").write_text("t0ken\n")
     (tmp_path / "wrong").write_text("nope\n")
-    proc = subprocess.Popen(
-        [binaries[0], "--listen", "127.0.0.1:0", "--threads", "1", "--kv-cache-bytes", "16M",
-         "--tls-cert", f"{d}/srv.pem", "--tls-key", f"{d}/srv.key",
-         "--auth-token-file", f"{d}/token"], stderr=subprocess.PIPE, text=True)
+    proc, address = start_server(binaries[0], "--threads", "1", "--kv-cache-bytes", "16M",
+                                 "--tls-cert", f"{d}/srv.pem", "--tls-key", f"{d}/srv.key",
+                                 "--auth-token-file", f"{d}/token")
     try:
-        address = None
-        for line in proc.stderr:
-            m = re.search(r"listening on ([^ ]+:\d+)", line)
-            if m:
-                address = m.group(1)
-                break
-        assert address
         common = ["--server", address, "--timeout", "10"]
         ok = pkm(binaries, "info", *common, "--tls-ca", f"{d}/ca.pem",
                  "--auth-token-file", f"{d}/token")
