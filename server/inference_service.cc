@@ -24,6 +24,24 @@ SchedulerClock::time_point SchedulerDeadline(const grpc::CallbackServerContext* 
          std::chrono::duration_cast<SchedulerClock::duration>(deadline - now);
 }
 
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Records how a request ended (nothing without metrics).
+void RecordOutcome(ServerMetrics* metrics, Clock::time_point arrival, const grpc::Status& status,
+                   const std::string& finish_reason) {
+  if (metrics == nullptr) return;
+  if (status.ok()) {
+    metrics->ObserveSuccess(SecondsSince(arrival), finish_reason);
+  } else {
+    metrics->ObserveFailure(SecondsSince(arrival),
+                            StatusCodeName(static_cast<StatusCode>(status.error_code())));
+  }
+}
+
 v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
     case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
@@ -89,8 +107,12 @@ namespace {
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   GenerateReactor(Scheduler* scheduler, const Tokenizer* tokenizer, PumpQueue* pumps,
-                  bool logprobs)
-      : scheduler_(scheduler), tokenizer_(tokenizer), pumps_(pumps), logprobs_(logprobs) {}
+                  ServerMetrics* metrics, bool logprobs)
+      : scheduler_(scheduler),
+        tokenizer_(tokenizer),
+        pumps_(pumps),
+        metrics_(metrics),
+        logprobs_(logprobs) {}
 
   // Submits the work. Nothing is written and the call cannot finish (and the reactor be
   // deleted) until Start's final Pump marks it started under the lock. gRPC itself delays
@@ -104,6 +126,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     };
     StatusOr<RequestId> id = scheduler_->SubmitGenerate(std::move(work));
     if (!id.ok()) {
+      RecordOutcome(metrics_, arrival_, ToGrpcStatus(id.status()), "");
       Finish(ToGrpcStatus(id.status()));
       return;
     }
@@ -150,6 +173,15 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
  private:
   void OnToken(const GeneratedStep& step) {
+    if (metrics_ != nullptr) {
+      const Clock::time_point now = Clock::now();
+      if (tokens_seen_++ == 0) {
+        metrics_->ObserveFirstToken(std::chrono::duration<double>(now - arrival_).count());
+      } else {
+        metrics_->ObserveInterToken(std::chrono::duration<double>(now - last_token_).count(), 1);
+      }
+      last_token_ = now;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       v1::GeneratedToken* t = pending_.add_tokens();
@@ -164,6 +196,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
   void OnFinished(const Status& status, const GenerateSummary& summary) {
+    RecordOutcome(metrics_, arrival_, ToGrpcStatus(status), FinishReasonName(summary.finish));
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
@@ -234,8 +267,12 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
   PumpQueue* pumps_;
+  ServerMetrics* metrics_;
   const bool logprobs_;
   uint32_t prompt_tokens_ = 0;
+  const Clock::time_point arrival_ = Clock::now();
+  Clock::time_point last_token_;  // engine thread only
+  int tokens_seen_ = 0;           // engine thread only
 
   std::mutex mu_;
   v1::GenerateResponse pending_;  // built by the engine thread
@@ -256,9 +293,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 // Score: one terminal callback fills the response and finishes the call.
 class ScoreReactor final : public grpc::ServerUnaryReactor {
  public:
-  ScoreReactor(Scheduler* scheduler, const Tokenizer* tokenizer, v1::ScoreResponse* response,
-               bool per_token)
-      : scheduler_(scheduler), tokenizer_(tokenizer), response_(response),
+  ScoreReactor(Scheduler* scheduler, const Tokenizer* tokenizer, ServerMetrics* metrics,
+               v1::ScoreResponse* response, bool per_token)
+      : scheduler_(scheduler), tokenizer_(tokenizer), metrics_(metrics), response_(response),
         per_token_(per_token) {}
 
   // As GenerateReactor::Start: the call finishes only once Start has returned control.
@@ -267,6 +304,7 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
     work.on_done = [this](StatusOr<WindowedScoreResult> result) { OnScored(std::move(result)); };
     StatusOr<RequestId> id = scheduler_->SubmitScore(std::move(work));
     if (!id.ok()) {
+      RecordOutcome(metrics_, arrival_, ToGrpcStatus(id.status()), "");
       Finish(ToGrpcStatus(id.status()));
       return;
     }
@@ -309,6 +347,7 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
   void OnScored(StatusOr<WindowedScoreResult> result) {
     grpc::Status status = result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
     if (result.ok()) Fill(*result);
+    RecordOutcome(metrics_, arrival_, status, "scored");
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
@@ -338,6 +377,8 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
 
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
+  ServerMetrics* metrics_;
+  const Clock::time_point arrival_ = Clock::now();
   v1::ScoreResponse* response_;
   const bool per_token_;
   std::vector<int32_t> tokens_;
@@ -412,13 +453,19 @@ grpc::Status InferenceService::CheckAuth(const grpc::CallbackServerContext* cont
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return new RejectedStream(auth);
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) {
+    RecordOutcome(config_.metrics, Clock::now(), auth, "");
+    return new RejectedStream(auth);
+  }
   StatusOr<GenerateWork> work =
       ToGenerateWork(*request, *tokenizer_, model_config_, config_.limits);
-  if (!work.ok()) return new RejectedStream(ToGrpcStatus(work.status()));
+  if (!work.ok()) {
+    RecordOutcome(config_.metrics, Clock::now(), ToGrpcStatus(work.status()), "");
+    return new RejectedStream(ToGrpcStatus(work.status()));
+  }
   work->deadline = SchedulerDeadline(context);
   auto* reactor =
-      new GenerateReactor(scheduler_, tokenizer_, pumps_.get(), request->logprobs());
+      new GenerateReactor(scheduler_, tokenizer_, pumps_.get(), config_.metrics, request->logprobs());
   reactor->Start(std::move(*work));
   return reactor;
 }
@@ -426,11 +473,17 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
 grpc::ServerUnaryReactor* InferenceService::Score(grpc::CallbackServerContext* context,
                                                   const v1::ScoreRequest* request,
                                                   v1::ScoreResponse* response) {
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) {
+    RecordOutcome(config_.metrics, Clock::now(), auth, "");
+    return FinishNow(context, auth);
+  }
   StatusOr<ScoreWork> work = ToScoreWork(*request, *tokenizer_, model_config_);
-  if (!work.ok()) return FinishNow(context, ToGrpcStatus(work.status()));
+  if (!work.ok()) {
+    RecordOutcome(config_.metrics, Clock::now(), ToGrpcStatus(work.status()), "");
+    return FinishNow(context, ToGrpcStatus(work.status()));
+  }
   work->deadline = SchedulerDeadline(context);
-  auto* reactor = new ScoreReactor(scheduler_, tokenizer_, response,
+  auto* reactor = new ScoreReactor(scheduler_, tokenizer_, config_.metrics, response,
                                    !request->has_per_token() || request->per_token());
   reactor->Start(std::move(*work));
   return reactor;

@@ -16,6 +16,7 @@
 #include "pkmserve/v1/inference.grpc.pb.h"
 #include "model_loader/model_config.h"
 #include "model_loader/tokenizer.h"
+#include "server/metrics.h"
 #include "server/request_validation.h"
 #include "server/scheduler.h"
 
@@ -29,6 +30,8 @@ struct ServiceConfig {
   std::string auth_token;
   // GetModelInfo's answer, filled by the caller (model, device, dtype, limits).
   pkmserve::v1::ModelInfo model_info;
+  // Request latencies and outcomes are recorded here when set (must outlive the service).
+  ServerMetrics* metrics = nullptr;
 };
 
 class InferenceService final : public pkmserve::v1::Inference::CallbackService {

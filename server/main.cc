@@ -17,7 +17,10 @@
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/tokenizer_sentencepiece.h"
+#include <prometheus/exposer.h>
+
 #include "server/grpc_server.h"
+#include "server/metrics.h"
 #include "server/inference_service.h"
 #include "server/model_info.h"
 #include "server/scheduler.h"
@@ -81,10 +84,27 @@ int main(int argc, char** argv) {
   }
 
   pkm::Scheduler scheduler(engine->get(), tokenizer->get(), settings->scheduler);
-  pkm::ServiceConfig service_config{
-      .limits = settings->limits,
-      .auth_token = settings->auth_token,
-      .model_info = pkm::DescribeModel(*model, **engine, *settings)};
+  pkmserve::v1::ModelInfo model_info = pkm::DescribeModel(*model, **engine, *settings);
+  // The exporter starts before any CUDA library is loaded (DESIGN: cuBLASLt linked at start-up
+  // breaks the exporter's threads).
+  auto metrics = std::make_shared<pkm::ServerMetrics>(
+      model_info.name(), [&scheduler] { return scheduler.Stats(); },
+      static_cast<double>((*engine)->weight_bytes()),
+      static_cast<double>((*engine)->kv_cache_bytes()));
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(settings->metrics_listen);
+  } catch (const std::exception& e) {
+    return Fail(kExitCannotServe,
+                pkm::Status(pkm::StatusCode::kUnavailable,
+                            "--metrics-listen: cannot listen on " + settings->metrics_listen +
+                                " (" + e.what() + ")"));
+  }
+  exposer->RegisterCollectable(metrics);
+  pkm::ServiceConfig service_config{.limits = settings->limits,
+                                    .auth_token = settings->auth_token,
+                                    .model_info = std::move(model_info),
+                                    .metrics = metrics.get()};
   pkm::InferenceService service(&scheduler, tokenizer->get(), model->config(),
                                 std::move(service_config));
   auto server = pkm::GrpcServer::Start(settings->grpc, &service);
@@ -94,6 +114,10 @@ int main(int argc, char** argv) {
                 server.status());
   }
   std::string host = settings->grpc.listen.substr(0, settings->grpc.listen.rfind(':'));
+  const std::vector<int> metrics_ports = exposer->GetListeningPorts();
+  std::fprintf(stderr, "pkmserve: metrics on http://%s:%d/metrics\n",
+               settings->metrics_listen.substr(0, settings->metrics_listen.rfind(':')).c_str(),
+               metrics_ports.empty() ? 0 : metrics_ports.front());
   std::fprintf(stderr, "pkmserve: listening on %s:%d%s%s\n", host.c_str(), (*server)->port(),
                settings->grpc.tls.cert_file.empty() ? "" : " (TLS)",
                settings->auth_token.empty() ? "" : " (bearer token required)");

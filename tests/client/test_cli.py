@@ -15,7 +15,8 @@ HELDOUT = "tests/data/heldout.txt"
 
 def start_server(pkmserve, *flags):
     """Starts pkmserve on a free port; returns the process and its address."""
-    proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", *flags],
+    proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", "--metrics-listen",
+                             "127.0.0.1:0", *flags],
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         m = re.search(r"listening on ([^ ]+:\d+)", line)

@@ -15,6 +15,10 @@
 
 #include "engine/generation.h"
 #include "engine/scoring.h"
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "tests/server/server_fixture.h"
@@ -460,6 +464,71 @@ TEST_F(InferenceServiceTest, ReflectionListsTheService) {
   while (stream->Read(&resp)) {
   }
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+}  // namespace
+}  // namespace pkm
+
+namespace pkm {
+namespace {
+
+// The value of the first sample line `name{...labels containing every filter...} value`.
+double Sample(const std::string& text, const std::string& name,
+              const std::vector<std::string>& filters = {}) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name, 0) != 0 || (line.size() > name.size() && line[name.size()] != '{' &&
+                                      line[name.size()] != ' ')) {
+      continue;
+    }
+    bool all = true;
+    for (const auto& f : filters) all = all && line.find(f) != std::string::npos;
+    if (all) return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
+  ServerMetrics metrics("pkm-small", [this] { return scheduler_->Stats(); }, 1.0, 2.0);
+  ServiceConfig config;
+  config.metrics = &metrics;
+  Serve({}, config);
+  int received = 0;
+  for (int i = 0; i < 3; ++i) {
+    v1::GenerateRequest req;
+    req.set_text("Metrics " + std::to_string(i));
+    req.set_max_new_tokens(5 + static_cast<uint32_t>(i));
+    req.set_ignore_eos(true);
+    const Stream s = RunGenerate(*stub_, req);
+    ASSERT_TRUE(s.status.ok());
+    received += static_cast<int>(s.tokens().size());
+  }
+  v1::GenerateRequest bad;
+  bad.set_text("x");
+  bad.set_temperature(500);
+  EXPECT_FALSE(RunGenerate(*stub_, bad).status.ok());
+  v1::ScoreRequest score;
+  score.set_text("Score this text as well.");
+  v1::ScoreResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Score(&ctx, score, &resp).ok());
+
+  const std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
+  EXPECT_EQ(Sample(text, "pkmserve_generation_tokens_total"), received);
+  EXPECT_EQ(Sample(text, "pkmserve_scored_tokens_total"), resp.token_count());
+  EXPECT_EQ(Sample(text, "pkmserve_time_to_first_token_seconds_count"), 3);
+  EXPECT_EQ(Sample(text, "pkmserve_inter_token_latency_seconds_count"), received - 3);
+  EXPECT_EQ(Sample(text, "pkmserve_e2e_request_latency_seconds_count"), 5);
+  EXPECT_EQ(Sample(text, "pkmserve_request_success_total", {"finish_reason=\"length\""}), 3);
+  EXPECT_EQ(Sample(text, "pkmserve_request_success_total", {"finish_reason=\"scored\""}), 1);
+  EXPECT_EQ(Sample(text, "pkmserve_request_failure_total", {"code=\"INVALID_ARGUMENT\""}), 1);
+  EXPECT_EQ(Sample(text, "pkmserve_requests_running"), 0);
+  EXPECT_EQ(Sample(text, "pkmserve_model_weights_bytes"), 1.0);
+  EXPECT_GT(Sample(text, "pkmserve_host_memory_resident_bytes"), 1e6);
+  EXPECT_NE(text.find("model=\"pkm-small\""), std::string::npos);
+  // A second scrape adds nothing: mirrored counters grow only by what happened in between.
+  const std::string again = prometheus::TextSerializer().Serialize(metrics.Collect());
+  EXPECT_EQ(Sample(again, "pkmserve_generation_tokens_total"), received);
 }
 
 }  // namespace

@@ -10,11 +10,13 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import grpc
 import pytest
 
 REPO = __file__.rsplit("/tests/server/", 1)[0]
+METRICS_URL = []
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +37,14 @@ def api(tmp_path_factory):
 def stub(api, pkmserve):
     proc = subprocess.Popen(
         [pkmserve, "--model", f"{REPO}/models/pkm-small", "--listen", "127.0.0.1:0",
+         "--metrics-listen", "127.0.0.1:0",
          "--threads", "1", "--kv-cache-bytes", "32M"],
         stderr=subprocess.PIPE, text=True)
     port = None
     for line in proc.stderr:
+        m = re.search(r"metrics on (http://\S+)", line)
+        if m:
+            METRICS_URL.append(m.group(1))
         m = re.search(r"listening on [^ ]*:(\d+)", line)
         if m:
             port = int(m.group(1))
@@ -102,3 +108,15 @@ def test_invalid_argument_reaches_python(api, stub):
         list(stub.Generate(pb.GenerateRequest(text="x", temperature=500.0), timeout=30))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "temperature" in err.value.details()
+
+
+def test_metrics_endpoint_serves_prometheus_text(api, stub):
+    pb, _ = api
+    msgs = list(stub.Generate(pb.GenerateRequest(text="Count me", max_new_tokens=7,
+                                                 ignore_eos=True), timeout=30))
+    assert sum(len(m.tokens) for m in msgs) == 7
+    assert METRICS_URL, "pkmserve did not print its metrics address"
+    body = urllib.request.urlopen(METRICS_URL[0], timeout=10).read().decode()
+    assert "# TYPE pkmserve_time_to_first_token_seconds histogram" in body
+    tokens = re.search(r'^pkmserve_generation_tokens_total\{model="pkm-small"\} (\S+)$', body, re.M)
+    assert tokens and float(tokens.group(1)) >= 7

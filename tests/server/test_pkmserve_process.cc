@@ -43,8 +43,8 @@ class TempDir {
 };
 
 std::vector<std::string> BaseFlags() {
-  return {"--model", "models/pkm-small", "--listen", "127.0.0.1:0", "--threads", "1",
-          "--kv-cache-bytes", "32M"};
+  return {"--model", "models/pkm-small", "--listen", "127.0.0.1:0", "--metrics-listen",
+          "127.0.0.1:0", "--threads", "1", "--kv-cache-bytes", "32M"};
 }
 
 grpc::StatusCode Tokenize(const std::shared_ptr<grpc::Channel>& channel,
@@ -243,7 +243,8 @@ TEST(PkmserveProcessTest, BadFlagsExitOneNamingTheFlag) {
       {{"--tls-cert", empty, "--tls-key", empty}, "--tls-cert"},
   };
   for (const auto& c : cases) {
-    std::vector<std::string> flags = {"--model", "models/pkm-small", "--listen", "127.0.0.1:0"};
+    std::vector<std::string> flags = {"--model", "models/pkm-small", "--listen", "127.0.0.1:0",
+                                      "--metrics-listen", "127.0.0.1:0"};
     flags.insert(flags.end(), c.flags.begin(), c.flags.end());
     PkmserveProcess server(flags);
     EXPECT_EQ(server.Wait(), 1) << c.flags[0] << " " << c.flags[1] << "\n" << server.Stderr();

@@ -1,0 +1,68 @@
+// Prometheus metrics of the server (prometheus-cpp), names prefixed pkmserve_, after vLLM/TGI
+// (docs/metrics.md). Request latencies are observed by the gRPC service, where the client's
+// view of them is; gauges (running, waiting, KV usage, memory) are read from the scheduler
+// and the process when Prometheus scrapes.
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "server/scheduler.h"
+
+namespace pkm {
+
+// Bucket bounds for LLM latencies, 1 ms to 60 s, about three per decade.
+std::vector<double> LatencyBuckets();
+
+class ServerMetrics final : public prometheus::Collectable {
+ public:
+  // `stats` is read on every scrape (e.g. the scheduler's Stats). `model` labels every series.
+  ServerMetrics(std::string model, std::function<SchedulerStats()> stats, double weight_bytes,
+                double kv_cache_bytes);
+
+  // A request's first token `seconds` after it arrived; later tokens `seconds` apart.
+  void ObserveFirstToken(double seconds);
+  void ObserveInterToken(double seconds, int tokens);
+  // A request ended: its end-to-end latency and outcome. `finish_reason` for a success
+  // ("length", "stop", "eos"), else the gRPC status code name for a failure.
+  void ObserveSuccess(double e2e_seconds, const std::string& finish_reason);
+  void ObserveFailure(double e2e_seconds, const std::string& code);
+
+  // Refreshes the gauges and counters mirrored from the scheduler, then returns every family.
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  std::string model_;
+  std::function<SchedulerStats()> stats_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* e2e_;
+  prometheus::Family<prometheus::Counter>* success_;
+  prometheus::Family<prometheus::Counter>* failure_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* waiting_;
+  prometheus::Gauge* kv_usage_;
+  prometheus::Gauge* rss_;
+  // Counters the scheduler keeps; each scrape adds what they grew by since the last one.
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* generation_tokens_;
+  prometheus::Counter* scored_tokens_;
+  prometheus::Counter* preemptions_;
+  mutable std::mutex mu_;
+  mutable SchedulerStats last_;
+};
+
+}  // namespace pkm
