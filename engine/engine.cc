@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <unordered_set>
 
@@ -20,11 +21,14 @@ struct Engine::LayerWeights {
 // Activations of one tile of kMaxTileTokens tokens, and one LM-head tile.
 struct Engine::Scratch {
   int tokens = 0, blocks = 0;
-  DeviceBuffer x, h, q, k, v, att, o, f, pq, mem, ids, xr, logits;
+  DeviceBuffer x, h, q, k, v, att, o, f, pq, mem, ids, pkm_weights, xr, logits;
   DeviceBuffer token_ids, token_seq, token_pos, block_tables, logit_rows;
   // Host copies of one LM-head tile, reused across steps (decode calls this every token).
   std::vector<float> host_logits, host_logprobs;
   std::vector<int32_t> host_rows;
+  // Host copies of one tile's memory lookups, for the usage windows.
+  std::vector<int32_t> host_pkm_ids;
+  std::vector<float> host_pkm_weights;
 };
 
 Engine::Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int kv_blocks,
@@ -33,7 +37,14 @@ Engine::Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int 
       options_(options),
       backend_(std::move(backend)),
       kv_(config.n_heads, config.head_dim(), kv_blocks),
-      scratch_(std::make_unique<Scratch>()) {}
+      scratch_(std::make_unique<Scratch>()) {
+  if (options.pkm_usage_window > 0) {
+    const int64_t slots = static_cast<int64_t>(config.pkm_n_keys) * config.pkm_n_keys;
+    for (size_t i = 0; i < config.pkm_layers.size(); ++i) {
+      pkm_usage_.emplace_back(slots, config.pkm_heads * config.pkm_knn, options.pkm_usage_window);
+    }
+  }
+}
 
 Engine::~Engine() = default;
 
@@ -145,6 +156,7 @@ void Engine::EnsureScratch() {
   s.f = DeviceBuffer(b, n * static_cast<size_t>(config_.d_ff) * sizeof(float));
   s.pq = DeviceBuffer(b, n * pkm_q * sizeof(float));
   s.ids = DeviceBuffer(b, n * pkm_ids * sizeof(int32_t));
+  s.pkm_weights = DeviceBuffer(b, n * pkm_ids * sizeof(float));
   for (DeviceBuffer* buf : {&s.token_ids, &s.token_seq, &s.token_pos}) {
     *buf = DeviceBuffer(b, n * sizeof(int32_t));
   }
@@ -253,6 +265,7 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
   const bool record = options_.record_pkm_lookups;
   result->pkm_ids.assign(record ? c.pkm_layers.size() : 0,
                          std::vector<int32_t>(static_cast<size_t>(n) * c.pkm_heads * c.pkm_knn));
+  result->pkm_lookup_seconds.assign(options_.time_pkm_lookups ? c.pkm_layers.size() : 0, 0.0);
   if (s.blocks < static_cast<int>(tables.size())) {
     s.block_tables = DeviceBuffer(&b, tables.size() * sizeof(int32_t));
     s.blocks = static_cast<int>(tables.size());
@@ -287,7 +300,6 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
   const size_t nd = static_cast<size_t>(n) * d;
   const float theta = static_cast<float>(c.rope_theta);
   const float eps = static_cast<float>(c.norm_eps);
-  const cpu::PkmShape pkm{c.pkm_heads, c.pkm_knn, c.pkm_n_keys, c.pkm_k_dim, c.pkm_v_dim};
   const int32_t* pos = s.token_pos.as<int32_t>();
   const int32_t* seq = s.token_seq.as<int32_t>();
   const int32_t* tables = s.block_tables.as<int32_t>();
@@ -318,15 +330,7 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
       branch = s.o.f();
     }
     if (w.pkm_index >= 0) {
-      const bool record = options_.record_pkm_lookups;
-      b.Linear(s.h.f(), n, d, w.pkm_q_w, w.pkm_q_b, c.pkm_heads * c.pkm_k_dim, s.pq.f());
-      b.PkmLookup(pkm, s.pq.f(), n, w.pkm_keys, w.pkm_values, s.mem.f(),
-                  record ? s.ids.as<int32_t>() : nullptr, nullptr);
-      if (record) {
-        const size_t per_token = static_cast<size_t>(c.pkm_heads) * c.pkm_knn;
-        b.CopyToHost(result->pkm_ids[w.pkm_index].data() + first_token * per_token,
-                     s.ids.as<int32_t>(), n * per_token * sizeof(int32_t));
-      }
+      PkmForward(w, n, result, first_token);
       if (branch != nullptr) {
         b.Add(branch, s.mem.f(), nd);
       } else {
@@ -335,6 +339,51 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
     }
     b.Add(s.x.f(), branch, nd);
   }
+}
+
+void Engine::PkmForward(const LayerWeights& w, int n, StepResult* result, int first_token) {
+  const ModelConfig& c = config_;
+  Backend& b = *backend_;
+  Scratch& s = *scratch_;
+  const cpu::PkmShape shape{c.pkm_heads, c.pkm_knn, c.pkm_n_keys, c.pkm_k_dim, c.pkm_v_dim};
+  const bool record = options_.record_pkm_lookups;
+  const bool track = !pkm_usage_.empty();
+  const bool timed = options_.time_pkm_lookups;
+  const auto start = std::chrono::steady_clock::now();
+  b.Linear(s.h.f(), n, c.d_model, w.pkm_q_w, w.pkm_q_b,
+           c.pkm_heads * c.pkm_k_dim, s.pq.f());
+  b.PkmLookup(shape, s.pq.f(), n, w.pkm_keys, w.pkm_values, s.mem.f(),
+              record || track ? s.ids.as<int32_t>() : nullptr,
+              track ? s.pkm_weights.f() : nullptr);
+  if (timed) {
+    b.Synchronize();
+    result->pkm_lookup_seconds[w.pkm_index] +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  const size_t per_token = static_cast<size_t>(c.pkm_heads) * c.pkm_knn;
+  if (record) {
+    b.CopyToHost(result->pkm_ids[w.pkm_index].data() + first_token * per_token,
+                 s.ids.as<int32_t>(), n * per_token * sizeof(int32_t));
+  }
+  if (track) {
+    s.host_pkm_ids.resize(n * per_token);
+    s.host_pkm_weights.resize(n * per_token);
+    b.CopyToHost(s.host_pkm_ids.data(), s.ids.as<int32_t>(), n * per_token * sizeof(int32_t));
+    b.CopyToHost(s.host_pkm_weights.data(), s.pkm_weights.f(), n * per_token * sizeof(float));
+    pkm_usage_[w.pkm_index].Add(s.host_pkm_ids.data(), s.host_pkm_weights.data(), n);
+  }
+}
+
+std::vector<PkmLayerUsage> Engine::PkmUsage() const {
+  std::vector<PkmLayerUsage> usage;
+  for (size_t i = 0; i < pkm_usage_.size(); ++i) {
+    const PkmUsageWindow& u = pkm_usage_[i];
+    usage.push_back({.layer = config_.pkm_layers[i],
+                     .coverage = u.Coverage(),
+                     .kl_to_uniform = u.KlToUniform(),
+                     .window_tokens = u.tokens()});
+  }
+  return usage;
 }
 
 void Engine::EmitOutputs(std::span<const SeqChunk> batch, std::span<const OutputRow> rows,

@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "engine/backend.h"
 #include "engine/kv_cache.h"
+#include "engine/pkm_usage.h"
 #include "model_loader/model_config.h"
 #include "model_loader/model_loader.h"
 
@@ -26,8 +27,13 @@ namespace pkm {
 struct EngineOptions {
   // Memory for the KV cache; rounded down to whole blocks of KvCache::kBlockSize positions.
   size_t kv_cache_bytes = size_t{256} << 20;
-  // Record each memory layer's selected slot ids of the last step (for usage metrics and tests).
+  // Record each memory layer's selected slot ids of the last step (tests, diagnostics).
   bool record_pkm_lookups = false;
+  // Keep each memory layer's usage (PkmUsageWindow) over this many recent tokens; 0 keeps
+  // none. Costs a copy of the step's slot ids and weights to the host per memory layer.
+  int pkm_usage_window = 0;
+  // Time each memory layer's lookup (query projection + lookup) in StepResult.
+  bool time_pkm_lookups = false;
 };
 
 // One sequence's part of a step.
@@ -63,6 +69,17 @@ struct StepResult {
   // When record_pkm_lookups: per memory layer (in pkm_layers order), [n_tokens, heads, knn]
   // slot ids of every token of the step, in batch order.
   std::vector<std::vector<int32_t>> pkm_ids;
+  // When time_pkm_lookups: per memory layer (in pkm_layers order), the seconds its lookups
+  // took in this step.
+  std::vector<double> pkm_lookup_seconds;
+};
+
+// One memory layer's usage over the engine's window (EngineOptions::pkm_usage_window).
+struct PkmLayerUsage {
+  int layer = 0;              // index of the layer in the model
+  double coverage = 0.0;      // share of slots selected in the window
+  double kl_to_uniform = 0.0; // KL of the slots' accumulated weights to uniform, nats
+  int window_tokens = 0;      // tokens in the window so far
 };
 
 class Engine {
@@ -92,6 +109,10 @@ class Engine {
   const KvCache& kv_cache() const { return kv_; }
   size_t kv_cache_bytes() const;
   size_t weight_bytes() const { return weight_bytes_; }
+  // Usage of every memory layer (empty unless pkm_usage_window > 0). Costs a pass over each
+  // layer's n_keys² slot sums (PkmUsageWindow::KlToUniform): call it per metrics refresh,
+  // not per step.
+  std::vector<PkmLayerUsage> PkmUsage() const;
   Backend& backend() { return *backend_; }
 
  private:
@@ -111,6 +132,9 @@ class Engine {
   // Runs n tokens (whose ids, chunks and positions are in the scratch) through every layer,
   // leaving the last hidden states in the scratch. first_token: their index in the step.
   void Forward(int n, int max_blocks, StepResult* result, int first_token);
+  // The memory of layer `w` over the tile's n tokens (normed input in the scratch's h), into
+  // the scratch's mem; records, times and tracks usage as the options ask.
+  void PkmForward(const LayerWeights& w, int n, StepResult* result, int first_token);
   // Final norm + LM head over `rows` (all within the tile starting at first_token),
   // kLogitTile rows at a time, filling the result's logits and scores.
   void EmitOutputs(std::span<const SeqChunk> batch, std::span<const OutputRow> rows,
@@ -129,6 +153,8 @@ class Engine {
   float* final_norm_b_ = nullptr;
   float* lm_head_ = nullptr;
   std::vector<LayerWeights> layers_;
+  // Memory layers' usage windows, in pkm_layers order (empty when not kept).
+  std::vector<PkmUsageWindow> pkm_usage_;
   // Tokens per pass through the layers, and rows per LM-head GEMM: bounds activation memory.
   static constexpr int kMaxTileTokens = 256;
   static constexpr int kLogitTile = 64;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,44 @@ TEST_F(EngineTest, ChunkedPrefillMatchesFullPrefill) {
     for (size_t i = 0; i < scores[0].size(); ++i) {
       EXPECT_NEAR(scores[c][i], scores[0][i], 1e-6) << "chunking " << c << " position " << i;
     }
+  }
+}
+
+// The usage windows follow the lookups the engine makes: coverage is the share of distinct
+// slot ids among the window's last tokens, whatever the step boundaries; lookups are timed.
+TEST_F(EngineTest, PkmUsageFollowsTheLookups) {
+  const auto& c = model_->config();
+  ASSERT_FALSE(c.pkm_layers.empty());
+  const int window = 50;
+  auto engine = MakeEngine(
+      {.record_pkm_lookups = true, .pkm_usage_window = window, .time_pkm_lookups = true});
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->PkmUsage()[0].window_tokens, 0);
+  const int per_token = c.pkm_heads * c.pkm_knn;
+  const double slots = static_cast<double>(c.pkm_n_keys) * c.pkm_n_keys;
+  std::vector<std::vector<int32_t>> seen(c.pkm_layers.size());  // every token's ids, in order
+  std::vector<int32_t> tokens = GoldenInts("seq2.tokens");
+  for (int step_tokens : {30, 1, 29}) {
+    SeqChunk ch{.seq = 1, .tokens = std::span<const int32_t>(tokens).first(step_tokens)};
+    StepResult step;
+    ASSERT_TRUE(engine->Step({&ch, 1}, &step).ok());
+    ASSERT_EQ(step.pkm_lookup_seconds.size(), c.pkm_layers.size());
+    for (size_t l = 0; l < c.pkm_layers.size(); ++l) {
+      EXPECT_GT(step.pkm_lookup_seconds[l], 0.0);
+      seen[l].insert(seen[l].end(), step.pkm_ids[l].begin(), step.pkm_ids[l].end());
+    }
+    engine->Release(1);
+  }
+  const std::vector<PkmLayerUsage> usage = engine->PkmUsage();
+  ASSERT_EQ(usage.size(), c.pkm_layers.size());
+  for (size_t l = 0; l < usage.size(); ++l) {
+    EXPECT_EQ(usage[l].layer, c.pkm_layers[l]);
+    EXPECT_EQ(usage[l].window_tokens, window);
+    const std::set<int32_t> distinct(seen[l].end() - window * per_token, seen[l].end());
+    EXPECT_DOUBLE_EQ(usage[l].coverage, static_cast<double>(distinct.size()) / slots);
+    // Concentrated on at most window * per_token of the slots: KL >= log(slots / hits).
+    EXPECT_GE(usage[l].kl_to_uniform, std::log(slots / (window * per_token)) - 1e-9);
+    EXPECT_LE(usage[l].kl_to_uniform, std::log(slots));
   }
 }
 
