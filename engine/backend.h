@@ -35,6 +35,9 @@ class Backend {
   virtual void Synchronize() = 0;
   // Bytes currently allocated through Alloc.
   virtual size_t allocated_bytes() const = 0;
+  // The device's memory capacity: a GPU's global memory; the host's physical memory for the
+  // CPU backend.
+  virtual size_t memory_total_bytes() const = 0;
 
   // Ops: see kernels/cpu/kernels.h for the exact semantics.
   virtual void Linear(const float* x, int n, int in, const float* w, const float* b, int out,

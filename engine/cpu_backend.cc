@@ -1,4 +1,6 @@
 // The CPU backend: host memory and the kernels of kernels/cpu.
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -33,6 +35,9 @@ class CpuBackend final : public Backend {
   }
   void Synchronize() override {}
   size_t allocated_bytes() const override { return allocated_; }
+  size_t memory_total_bytes() const override {
+    return static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  }
 
   void Linear(const float* x, int n, int in, const float* w, const float* b, int out,
               float* y) override {

@@ -19,6 +19,8 @@ PACKAGES=(
   python3-matplotlib python3-grpcio python3-protobuf
   # corpora and tools
   ca-certificates openssl
+  # metrics tests: promtool, a real Prometheus, and headless Chromium for the dashboard shot
+  prometheus chromium fonts-dejavu-core
 )
 
 missing=()

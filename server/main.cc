@@ -58,8 +58,12 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "pkmserve: model loaded: %s\n  %s\n", settings->model_dir.c_str(),
                model->Summary().c_str());
 
-  auto engine = pkm::Engine::Create(*model, pkm::MakeCpuBackend(settings->threads),
-                                    {.kv_cache_bytes = settings->kv_cache_bytes});
+  const bool metrics_on = !settings->metrics_listen.empty();
+  auto engine = pkm::Engine::Create(
+      *model, pkm::MakeCpuBackend(settings->threads),
+      {.kv_cache_bytes = settings->kv_cache_bytes,
+       .pkm_usage_window = metrics_on ? settings->pkm_usage_window : 0,
+       .time_pkm_lookups = metrics_on});
   if (!engine.ok()) {
     // The only argument the engine can refuse is the cache size.
     if (engine.status().code() == pkm::StatusCode::kInvalidArgument) {
@@ -83,29 +87,43 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  pkm::Scheduler scheduler(engine->get(), tokenizer->get(), settings->scheduler);
   pkmserve::v1::ModelInfo model_info = pkm::DescribeModel(*model, **engine, *settings);
-  // The exporter starts before any CUDA library is loaded (DESIGN: cuBLASLt linked at start-up
-  // breaks the exporter's threads).
-  auto metrics = std::make_shared<pkm::ServerMetrics>(
-      model_info.name(), [&scheduler] { return scheduler.Stats(); },
-      static_cast<double>((*engine)->weight_bytes()),
-      static_cast<double>((*engine)->kv_cache_bytes()));
+  // The scheduler reports steps to the metrics, which read the scheduler's stats at a scrape:
+  // declared so that the exporter stops first and the metrics outlive the scheduler.
+  std::shared_ptr<pkm::ServerMetrics> metrics;
+  std::unique_ptr<pkm::Scheduler> scheduler;
   std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(settings->metrics_listen);
-  } catch (const std::exception& e) {
-    return Fail(kExitCannotServe,
-                pkm::Status(pkm::StatusCode::kUnavailable,
-                            "--metrics-listen: cannot listen on " + settings->metrics_listen +
-                                " (" + e.what() + ")"));
+  pkm::SchedulerOptions scheduler_options = settings->scheduler;
+  if (metrics_on) {
+    metrics = std::make_shared<pkm::ServerMetrics>(pkm::MetricsSetup{
+        .model = model_info.name(),
+        .stats = [&scheduler] { return scheduler->Stats(); },
+        .weight_bytes = static_cast<double>((*engine)->weight_bytes()),
+        .kv_cache_bytes = static_cast<double>((*engine)->kv_cache_bytes()),
+        .queue_capacity = settings->scheduler.max_queue,
+        .device = settings->device,
+        .pkm_layers = model->config().pkm_layers});
+    scheduler_options.observer = metrics.get();
   }
-  exposer->RegisterCollectable(metrics);
+  scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer->get(), scheduler_options);
+  if (metrics_on) {
+    // The exporter starts before any CUDA library is loaded (DESIGN: cuBLASLt linked at
+    // start-up breaks the exporter's threads).
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(settings->metrics_listen);
+    } catch (const std::exception& e) {
+      return Fail(kExitCannotServe,
+                  pkm::Status(pkm::StatusCode::kUnavailable,
+                              "--metrics-listen: cannot listen on " + settings->metrics_listen +
+                                  " (" + e.what() + ")"));
+    }
+    exposer->RegisterCollectable(metrics);
+  }
   pkm::ServiceConfig service_config{.limits = settings->limits,
                                     .auth_token = settings->auth_token,
                                     .model_info = std::move(model_info),
                                     .metrics = metrics.get()};
-  pkm::InferenceService service(&scheduler, tokenizer->get(), model->config(),
+  pkm::InferenceService service(scheduler.get(), tokenizer->get(), model->config(),
                                 std::move(service_config));
   auto server = pkm::GrpcServer::Start(settings->grpc, &service);
   if (!server.ok()) {
@@ -114,10 +132,12 @@ int main(int argc, char** argv) {
                 server.status());
   }
   std::string host = settings->grpc.listen.substr(0, settings->grpc.listen.rfind(':'));
-  const std::vector<int> metrics_ports = exposer->GetListeningPorts();
-  std::fprintf(stderr, "pkmserve: metrics on http://%s:%d/metrics\n",
-               settings->metrics_listen.substr(0, settings->metrics_listen.rfind(':')).c_str(),
-               metrics_ports.empty() ? 0 : metrics_ports.front());
+  if (exposer) {
+    const std::vector<int> metrics_ports = exposer->GetListeningPorts();
+    std::fprintf(stderr, "pkmserve: metrics on http://%s:%d/metrics\n",
+                 settings->metrics_listen.substr(0, settings->metrics_listen.rfind(':')).c_str(),
+                 metrics_ports.empty() ? 0 : metrics_ports.front());
+  }
   std::fprintf(stderr, "pkmserve: listening on %s:%d%s%s\n", host.c_str(), (*server)->port(),
                settings->grpc.tls.cert_file.empty() ? "" : " (TLS)",
                settings->auth_token.empty() ? "" : " (bearer token required)");
@@ -127,15 +147,15 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "pkmserve: %s: draining (up to %.0f s)\n",
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", settings->drain_timeout_s);
   (*server)->SetServing(false);
-  scheduler.BeginDrain();
-  const bool clean = scheduler.WaitIdle(
+  scheduler->BeginDrain();
+  const bool clean = scheduler->WaitIdle(
       pkm::SchedulerClock::now() +
       std::chrono::duration_cast<pkm::SchedulerClock::duration>(
           std::chrono::duration<double>(settings->drain_timeout_s)));
   // Every accepted call has had its terminal message queued; give the streams a moment to
   // flush, then close.
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  const pkm::SchedulerStats stats = scheduler.Stats();
+  const pkm::SchedulerStats stats = scheduler->Stats();
   std::fprintf(stderr, "pkmserve: drained%s; %llu requests served, exiting\n",
                clean ? "" : " (drain timeout: remaining requests ended with UNAVAILABLE)",
                static_cast<unsigned long long>(stats.requests_finished));

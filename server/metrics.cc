@@ -16,6 +16,24 @@ double ResidentBytes() {
   return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
 }
 
+// One engine step: 100 us to 10 s.
+std::vector<double> StepBuckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+}
+
+// One memory layer's lookups in one step: 10 us to 1 s.
+std::vector<double> LookupBuckets() {
+  return {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+          0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   0.5,   1.0};
+}
+
+std::vector<double> PowersOfTwo(int from, int to) {
+  std::vector<double> bounds;
+  for (int v = from; v <= to; v *= 2) bounds.push_back(v);
+  return bounds;
+}
+
 }  // namespace
 
 std::vector<double> LatencyBuckets() {
@@ -23,15 +41,14 @@ std::vector<double> LatencyBuckets() {
           1.0,   2.5,    5.0,   10.0, 20.0,  30.0, 60.0};
 }
 
-ServerMetrics::ServerMetrics(std::string model, std::function<SchedulerStats()> stats,
-                             double weight_bytes, double kv_cache_bytes)
-    : model_(std::move(model)),
-      stats_(std::move(stats)),
+ServerMetrics::ServerMetrics(MetricsSetup setup)
+    : model_(std::move(setup.model)),
+      stats_(std::move(setup.stats)),
       registry_(std::make_shared<prometheus::Registry>()) {
   const prometheus::Labels labels = {{"model", model_}};
-  auto histogram = [&](const char* name, const char* help) {
+  auto histogram = [&](const char* name, const char* help, std::vector<double> buckets) {
     return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(
-        labels, LatencyBuckets());
+        labels, std::move(buckets));
   };
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add(labels);
@@ -40,11 +57,50 @@ ServerMetrics::ServerMetrics(std::string model, std::function<SchedulerStats()> 
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_).Add(labels);
   };
   ttft_ = histogram("pkmserve_time_to_first_token_seconds",
-                    "Time from a Generate call's arrival to its first token.");
+                    "Time from a Generate call's arrival to its first token.", LatencyBuckets());
   itl_ = histogram("pkmserve_inter_token_latency_seconds",
-                   "Time between successive tokens of a Generate stream.");
+                   "Time between successive tokens of a Generate stream.", LatencyBuckets());
   e2e_ = histogram("pkmserve_e2e_request_latency_seconds",
-                   "Time from a request's arrival to its end, whatever the outcome.");
+                   "Time from a request's arrival to its end, whatever the outcome.",
+                   LatencyBuckets());
+  queue_time_ = histogram("pkmserve_request_queue_time_seconds",
+                          "Time from a request's acceptance to its first engine step.",
+                          LatencyBuckets());
+  auto& forward = prometheus::BuildHistogram()
+                      .Name("pkmserve_batch_forward_seconds")
+                      .Help("Time of one engine step; phase decode when every sequence in it "
+                            "decoded one token, else prefill.")
+                      .Register(*registry_);
+  forward_prefill_ = &forward.Add({{"model", model_}, {"phase", "prefill"}}, StepBuckets());
+  forward_decode_ = &forward.Add({{"model", model_}, {"phase", "decode"}}, StepBuckets());
+  batch_size_ = histogram("pkmserve_batch_size", "Sequences in one engine step.",
+                          PowersOfTwo(1, 1024));
+  batch_tokens_ = histogram("pkmserve_batch_tokens", "Tokens in one engine step.",
+                            PowersOfTwo(1, 16384));
+  auto& lookup = prometheus::BuildHistogram()
+                     .Name("pkmserve_pkm_lookup_seconds")
+                     .Help("Time of one memory layer's lookups (query projection, key scores, "
+                           "top-k, value gather) in one engine step.")
+                     .Register(*registry_);
+  auto& coverage = prometheus::BuildGauge()
+                       .Name("pkmserve_pkm_slot_coverage_ratio")
+                       .Help("Share of a memory layer's slots selected at least once in the "
+                             "usage window of recent tokens.")
+                       .Register(*registry_);
+  auto& kl = prometheus::BuildGauge()
+                 .Name("pkmserve_pkm_lookup_kl")
+                 .Help("KL divergence (nats) of a memory layer's slot weights, summed over "
+                       "the usage window, from the uniform distribution.")
+                 .Register(*registry_);
+  auto& window = prometheus::BuildGauge()
+                     .Name("pkmserve_pkm_usage_window_tokens")
+                     .Help("Tokens in a memory layer's usage window.")
+                     .Register(*registry_);
+  for (int layer : setup.pkm_layers) {
+    const prometheus::Labels l = {{"model", model_}, {"layer", std::to_string(layer)}};
+    pkm_.push_back({layer, &lookup.Add(l, LookupBuckets()), &coverage.Add(l), &kl.Add(l),
+                    &window.Add(l)});
+  }
   success_ = &prometheus::BuildCounter()
                   .Name("pkmserve_request_success_total")
                   .Help("Requests finished, by finish reason (score requests: \"scored\").")
@@ -55,11 +111,26 @@ ServerMetrics::ServerMetrics(std::string model, std::function<SchedulerStats()> 
                   .Register(*registry_);
   running_ = gauge("pkmserve_requests_running", "Requests holding a sequence in the engine.");
   waiting_ = gauge("pkmserve_requests_waiting", "Requests accepted and waiting for admission.");
+  gauge("pkmserve_request_queue_capacity",
+        "Requests that may wait for admission before new ones are refused (--max-queue).")
+      ->Set(setup.queue_capacity);
   kv_usage_ = gauge("pkmserve_kv_cache_usage_ratio", "Fraction of KV cache blocks in use.");
   rss_ = gauge("pkmserve_host_memory_resident_bytes", "Resident memory of the server process.");
+  const prometheus::Labels device = {{"model", model_}, {"device", setup.device}};
+  device_used_ = &prometheus::BuildGauge()
+                      .Name("pkmserve_device_memory_used_bytes")
+                      .Help("Memory the engine holds on its device (weights, KV cache, "
+                            "activations).")
+                      .Register(*registry_)
+                      .Add(device);
+  device_total_ = &prometheus::BuildGauge()
+                       .Name("pkmserve_device_memory_total_bytes")
+                       .Help("Memory capacity of the engine's device (host RAM for cpu).")
+                       .Register(*registry_)
+                       .Add(device);
   gauge("pkmserve_model_weights_bytes", "Bytes of model weights held by the engine.")
-      ->Set(weight_bytes);
-  gauge("pkmserve_kv_cache_bytes", "Bytes of the KV cache.")->Set(kv_cache_bytes);
+      ->Set(setup.weight_bytes);
+  gauge("pkmserve_kv_cache_bytes", "Bytes of the KV cache.")->Set(setup.kv_cache_bytes);
   prompt_tokens_ = counter("pkmserve_prompt_tokens_total", "Prompt tokens prefilled.");
   generation_tokens_ = counter("pkmserve_generation_tokens_total", "Tokens generated.");
   scored_tokens_ = counter("pkmserve_scored_tokens_total", "Tokens scored by Score requests.");
@@ -83,6 +154,25 @@ void ServerMetrics::ObserveFailure(double e2e_seconds, const std::string& code) 
   failure_->Add({{"model", model_}, {"code", code}}).Increment();
 }
 
+void ServerMetrics::OnAdmitted(double queue_seconds) { queue_time_->Observe(queue_seconds); }
+
+void ServerMetrics::OnStep(const StepReport& step) {
+  (step.decode_only ? forward_decode_ : forward_prefill_)->Observe(step.forward_seconds);
+  batch_size_->Observe(step.sequences);
+  batch_tokens_->Observe(step.tokens);
+  for (size_t i = 0; i < pkm_.size() && i < step.pkm_lookup_seconds.size(); ++i) {
+    pkm_[i].lookup_seconds->Observe(step.pkm_lookup_seconds[i]);
+  }
+}
+
+void ServerMetrics::OnPkmUsage(std::span<const PkmLayerUsage> usage) {
+  for (size_t i = 0; i < pkm_.size() && i < usage.size(); ++i) {
+    pkm_[i].coverage->Set(usage[i].coverage);
+    pkm_[i].kl->Set(usage[i].kl_to_uniform);
+    pkm_[i].window_tokens->Set(usage[i].window_tokens);
+  }
+}
+
 std::vector<prometheus::MetricFamily> ServerMetrics::Collect() const {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -91,6 +181,8 @@ std::vector<prometheus::MetricFamily> ServerMetrics::Collect() const {
     waiting_->Set(s.waiting);
     kv_usage_->Set(s.kv_usage);
     rss_->Set(ResidentBytes());
+    device_used_->Set(static_cast<double>(s.device_memory_used));
+    device_total_->Set(static_cast<double>(s.device_memory_total));
     prompt_tokens_->Increment(static_cast<double>(s.prompt_tokens - last_.prompt_tokens));
     generation_tokens_->Increment(
         static_cast<double>(s.generated_tokens - last_.generated_tokens));

@@ -1,7 +1,8 @@
 // Prometheus metrics of the server (prometheus-cpp), names prefixed pkmserve_, after vLLM/TGI
 // (docs/metrics.md). Request latencies are observed by the gRPC service, where the client's
-// view of them is; gauges (running, waiting, KV usage, memory) are read from the scheduler
-// and the process when Prometheus scrapes.
+// view of them is; queue time, steps and the memory layers' statistics come from the
+// scheduler's engine thread (SchedulerObserver); gauges (running, waiting, KV usage, memory)
+// are read from the scheduler and the process when Prometheus scrapes.
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -16,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,11 +28,19 @@ namespace pkm {
 // Bucket bounds for LLM latencies, 1 ms to 60 s, about three per decade.
 std::vector<double> LatencyBuckets();
 
-class ServerMetrics final : public prometheus::Collectable {
+struct MetricsSetup {
+  std::string model;                      // the `model` label of every series
+  std::function<SchedulerStats()> stats;  // read on every scrape (e.g. the scheduler's Stats)
+  double weight_bytes = 0;
+  double kv_cache_bytes = 0;
+  int queue_capacity = 0;                 // the admission queue's bound (--max-queue)
+  std::string device = "cpu";             // the `device` label of the device memory gauges
+  std::vector<int> pkm_layers;            // the model's memory layers (the `layer` label)
+};
+
+class ServerMetrics final : public prometheus::Collectable, public SchedulerObserver {
  public:
-  // `stats` is read on every scrape (e.g. the scheduler's Stats). `model` labels every series.
-  ServerMetrics(std::string model, std::function<SchedulerStats()> stats, double weight_bytes,
-                double kv_cache_bytes);
+  explicit ServerMetrics(MetricsSetup setup);
 
   // A request's first token `seconds` after it arrived; later tokens `seconds` apart.
   void ObserveFirstToken(double seconds);
@@ -40,22 +50,44 @@ class ServerMetrics final : public prometheus::Collectable {
   void ObserveSuccess(double e2e_seconds, const std::string& finish_reason);
   void ObserveFailure(double e2e_seconds, const std::string& code);
 
+  // SchedulerObserver: queue time, step size and time, lookup time and memory usage.
+  void OnAdmitted(double queue_seconds) override;
+  void OnStep(const StepReport& step) override;
+  void OnPkmUsage(std::span<const PkmLayerUsage> usage) override;
+
   // Refreshes the gauges and counters mirrored from the scheduler, then returns every family.
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
+  // The series of one memory layer.
+  struct PkmLayerSeries {
+    int layer;
+    prometheus::Histogram* lookup_seconds;
+    prometheus::Gauge* coverage;
+    prometheus::Gauge* kl;
+    prometheus::Gauge* window_tokens;
+  };
+
   std::string model_;
   std::function<SchedulerStats()> stats_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Histogram* ttft_;
   prometheus::Histogram* itl_;
   prometheus::Histogram* e2e_;
+  prometheus::Histogram* queue_time_;
+  prometheus::Histogram* forward_prefill_;
+  prometheus::Histogram* forward_decode_;
+  prometheus::Histogram* batch_size_;
+  prometheus::Histogram* batch_tokens_;
+  std::vector<PkmLayerSeries> pkm_;
   prometheus::Family<prometheus::Counter>* success_;
   prometheus::Family<prometheus::Counter>* failure_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* kv_usage_;
   prometheus::Gauge* rss_;
+  prometheus::Gauge* device_used_;
+  prometheus::Gauge* device_total_;
   // Counters the scheduler keeps; each scrape adds what they grew by since the last one.
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;

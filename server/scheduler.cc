@@ -16,6 +16,8 @@ struct Scheduler::Request {
   RequestId id = 0;
   bool is_score = false;
   SchedulerClock::time_point deadline;
+  SchedulerClock::time_point accepted_at;
+  bool started = false;  // has run at least once (its queue time was reported)
   SeqId seq = 0;  // 0: holds no sequence
   std::vector<int32_t> feed;
   int fed = 0;
@@ -50,6 +52,9 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, SchedulerOption
   options_.max_batch_tokens = std::max(options_.max_batch_tokens, 1);
   options_.max_running = std::max(options_.max_running, 1);
   options_.max_queue = std::max(options_.max_queue, 0);
+  stats_.device_memory_total = engine_->backend().memory_total_bytes();
+  stats_.device_memory_used = engine_->backend().allocated_bytes();
+  last_pkm_usage_ = SchedulerClock::now();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -103,6 +108,7 @@ StatusOr<RequestId> Scheduler::Accept(std::unique_ptr<Request> request) {
                       " waiting); retry later");
   }
   request->id = next_id_++;
+  request->accepted_at = SchedulerClock::now();
   const RequestId id = request->id;
   incoming_.push_back(std::move(request));
   ++accepted_;
@@ -165,6 +171,7 @@ void Scheduler::Loop() {
     EndCancelledAndExpired(cancelled);
     const std::vector<Planned> plan = PlanStep();
     if (!plan.empty()) RunStep(plan);
+    if (running_.empty() && queue_.empty()) ReportPkmUsage(/*force=*/true);
     PublishStats();
   }
   {
@@ -280,6 +287,11 @@ bool Scheduler::TryAdmit(std::vector<Planned>* plan, int* budget, int* free_bloc
   *free_blocks -= blocks;
   *budget -= len;
   plan->push_back({r, len});
+  if (!r->started && options_.observer != nullptr) {
+    options_.observer->OnAdmitted(
+        std::chrono::duration<double>(SchedulerClock::now() - r->accepted_at).count());
+  }
+  r->started = true;
   running_.push_back(std::move(queue_.front()));
   queue_.pop_front();
   std::lock_guard<std::mutex> lock(mu_);
@@ -312,8 +324,10 @@ void Scheduler::RunStep(const std::vector<Planned>& plan) {
     }
     chunks.push_back(c);
   }
+  const auto start = SchedulerClock::now();
   const Status status = engine_->Step(chunks, &step_result_);
   ++counters_.steps;
+  if (options_.observer != nullptr) Report(plan, start);
   if (!status.ok()) {
     // Planning keeps within the cache and the service validates requests, so this is a bug:
     // fail the step's requests rather than retry them forever.
@@ -433,6 +447,34 @@ void Scheduler::FinishAll(const Status& status) {
   PublishStats();
 }
 
+void Scheduler::Report(const std::vector<Planned>& plan, SchedulerClock::time_point start) {
+  const auto now = SchedulerClock::now();
+  StepReport report{.decode_only = true,
+                    .sequences = static_cast<int>(plan.size()),
+                    .forward_seconds = std::chrono::duration<double>(now - start).count(),
+                    .pkm_lookup_seconds = step_result_.pkm_lookup_seconds};
+  for (const Planned& p : plan) {
+    const Request* r = p.request;
+    report.tokens += p.len;
+    // A decode feeds the one token it sampled last: the feed's last, past the prompt.
+    const bool decode = !r->is_score && p.len == 1 && r->pending() == 1 &&
+                        r->fed >= static_cast<int>(r->gen.prompt.size());
+    report.decode_only = report.decode_only && decode;
+  }
+  options_.observer->OnStep(report);
+  pkm_usage_stale_ = true;
+  ReportPkmUsage(/*force=*/false);
+}
+
+void Scheduler::ReportPkmUsage(bool force) {
+  if (options_.observer == nullptr || !pkm_usage_stale_) return;
+  const auto now = SchedulerClock::now();
+  if (!force && now - last_pkm_usage_ < options_.pkm_usage_interval) return;
+  options_.observer->OnPkmUsage(engine_->PkmUsage());
+  last_pkm_usage_ = now;
+  pkm_usage_stale_ = false;
+}
+
 void Scheduler::PublishStats() {
   std::lock_guard<std::mutex> lock(mu_);
   const bool draining = stats_.draining;
@@ -440,6 +482,8 @@ void Scheduler::PublishStats() {
   stats_.running = static_cast<int>(running_.size());
   stats_.waiting = waiting_;
   stats_.kv_usage = engine_->kv_cache().usage();
+  stats_.device_memory_total = engine_->backend().memory_total_bytes();
+  stats_.device_memory_used = engine_->backend().allocated_bytes();
   stats_.draining = draining;
 }
 

@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -48,6 +49,31 @@ namespace pkm {
 using SchedulerClock = std::chrono::steady_clock;
 using RequestId = uint64_t;
 
+// One engine step, as reported to a SchedulerObserver.
+struct StepReport {
+  // Every sequence of the step fed one token it had just generated (no prefill, no scoring,
+  // no recomputation after preemption).
+  bool decode_only = false;
+  int sequences = 0;
+  int tokens = 0;
+  double forward_seconds = 0.0;  // Engine::Step, wall clock
+  // Per memory layer, the seconds of its lookups (when the engine times them; else empty).
+  std::span<const double> pkm_lookup_seconds;
+};
+
+// Told what the engine thread does, for metrics. Called on the engine thread: must not block.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  // A request started running for the first time, `queue_seconds` after it was accepted.
+  virtual void OnAdmitted(double queue_seconds) = 0;
+  virtual void OnStep(const StepReport& step) = 0;
+  // Every memory layer's usage (Engine::PkmUsage, which costs a pass over the slots): at most
+  // once per SchedulerOptions::pkm_usage_interval while steps run, and when the engine goes
+  // idle, so the last value is never stale.
+  virtual void OnPkmUsage(std::span<const PkmLayerUsage> usage) = 0;
+};
+
 struct SchedulerOptions {
   // Tokens per engine step: decode tokens plus prefill chunks. At least 1.
   int max_batch_tokens = 512;
@@ -57,6 +83,10 @@ struct SchedulerOptions {
   int max_running = 256;
   // Benchmark baseline: admit new requests only when nothing is running (static batching).
   bool static_batching = false;
+  // Told of admissions and steps when set; must outlive the scheduler.
+  SchedulerObserver* observer = nullptr;
+  // How often the observer gets the memory layers' usage while steps run (OnPkmUsage).
+  std::chrono::milliseconds pkm_usage_interval{1000};
 };
 
 // One generated token as handed to a request.
@@ -106,6 +136,8 @@ struct SchedulerStats {
   uint64_t scored_tokens = 0;
   uint64_t preemptions = 0;
   uint64_t requests_finished = 0;  // terminal callbacks delivered, whatever the status
+  size_t device_memory_used = 0;   // allocated on the engine's backend (weights, KV, scratch)
+  size_t device_memory_total = 0;  // the backend device's capacity
   bool draining = false;
 };
 
@@ -157,6 +189,10 @@ class Scheduler {
   // The terminal callback; releases the request's sequence. The caller drops the request.
   void Finish(Request* r, const Status& status);
   void FinishAll(const Status& status);
+  // Tells the observer about the step just run (started at `start`).
+  void Report(const std::vector<Planned>& plan, SchedulerClock::time_point start);
+  // Gives the observer the memory usage, if due (or `force`d) and changed since.
+  void ReportPkmUsage(bool force);
   void PublishStats();
 
   Engine* engine_;
@@ -184,6 +220,8 @@ class Scheduler {
   StepResult step_result_;
   std::vector<float> logprob_row_;     // scratch for top_logprobs
   SchedulerStats counters_;            // engine thread's running totals, published to stats_
+  SchedulerClock::time_point last_pkm_usage_;  // when the observer last got PKM usage
+  bool pkm_usage_stale_ = false;               // steps ran since
 
   std::thread thread_;
 };

@@ -16,7 +16,10 @@ ABSL_FLAG(std::string, model, PKMSERVE_DEFAULT_MODEL_DIR,
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address host:port (port 0 picks a free port, printed at start)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
-          "Prometheus /metrics address host:port");
+          "Prometheus /metrics address host:port, or 'off' to export no metrics");
+ABSL_FLAG(int, pkm_usage_window, 8192,
+          "tokens over which each memory layer's slot coverage and KL are measured, "
+          "[1, 1048576]");
 ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda");
 ABSL_FLAG(int, threads, 0, "CPU engine threads (0: one per core)");
 ABSL_FLAG(int, max_batch_tokens, 512,
@@ -141,7 +144,13 @@ StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
   s.grpc.listen = absl::GetFlag(FLAGS_listen);
   PKM_RETURN_IF_ERROR(CheckListenAddress(s.grpc.listen, "--listen"));
   s.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  PKM_RETURN_IF_ERROR(CheckListenAddress(s.metrics_listen, "--metrics-listen"));
+  if (s.metrics_listen == "off") {
+    s.metrics_listen.clear();
+  } else {
+    PKM_RETURN_IF_ERROR(CheckListenAddress(s.metrics_listen, "--metrics-listen"));
+  }
+  s.pkm_usage_window = absl::GetFlag(FLAGS_pkm_usage_window);
+  PKM_RETURN_IF_ERROR(CheckRange("--pkm-usage-window", s.pkm_usage_window, 1, 1 << 20));
 
   const std::string device = absl::GetFlag(FLAGS_device);
   if (device == "cuda") {

@@ -13,7 +13,8 @@ namespace pkm {
 
 struct ServerSettings {
   std::string model_dir;
-  std::string metrics_listen;
+  std::string metrics_listen;  // empty: --metrics-listen=off
+  int pkm_usage_window = 0;    // tokens; memory usage is tracked only with metrics on
   std::string device;  // "cpu" (auto resolves to it while no CUDA backend exists)
   int threads = 0;
   size_t kv_cache_bytes = 0;

@@ -30,8 +30,10 @@ class ModelTest : public ::testing::Test {
   }
 
   // One engine thread: results do not depend on it, and TSan cannot follow OpenMP's workers.
-  static std::unique_ptr<Engine> MakeEngine(size_t kv_bytes = size_t{64} << 20) {
-    auto engine = Engine::Create(*model_, MakeCpuBackend(1), {.kv_cache_bytes = kv_bytes});
+  static std::unique_ptr<Engine> MakeEngine(size_t kv_bytes = size_t{64} << 20,
+                                            EngineOptions options = {}) {
+    options.kv_cache_bytes = kv_bytes;
+    auto engine = Engine::Create(*model_, MakeCpuBackend(1), options);
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return engine.ok() ? std::move(*engine) : nullptr;
   }

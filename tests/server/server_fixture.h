@@ -19,11 +19,12 @@ namespace pkm {
 class ServerTest : public ModelTest {
  protected:
   // Starts (or restarts) the server with these options.
-  void Serve(SchedulerOptions scheduler_options = {}, ServiceConfig config = {}) {
+  void Serve(SchedulerOptions scheduler_options = {}, ServiceConfig config = {},
+             EngineOptions engine_options = {}) {
     server_.reset();
     service_.reset();
     scheduler_.reset();
-    engine_ = MakeEngine();
+    engine_ = MakeEngine(size_t{64} << 20, engine_options);
     scheduler_ = std::make_unique<Scheduler>(engine_.get(), tokenizer_, scheduler_options);
     config.model_info.set_name("pkm-small");
     config.model_info.set_vocab_size(model_->config().vocab_size);

@@ -489,10 +489,17 @@ double Sample(const std::string& text, const std::string& name,
 }
 
 TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
-  ServerMetrics metrics("pkm-small", [this] { return scheduler_->Stats(); }, 1.0, 2.0);
+  ServerMetrics metrics({.model = "pkm-small",
+                         .stats = [this] { return scheduler_->Stats(); },
+                         .weight_bytes = 1.0,
+                         .kv_cache_bytes = 2.0,
+                         .queue_capacity = 7,
+                         .pkm_layers = model_->config().pkm_layers});
   ServiceConfig config;
   config.metrics = &metrics;
-  Serve({}, config);
+  // Usage is reported when the engine goes idle, so the last step's is in the gauges.
+  Serve({.observer = &metrics}, config,
+        {.pkm_usage_window = 100000, .time_pkm_lookups = true});
   int received = 0;
   for (int i = 0; i < 3; ++i) {
     v1::GenerateRequest req;
@@ -512,6 +519,11 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   v1::ScoreResponse resp;
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub_->Score(&ctx, score, &resp).ok());
+  // The scheduler publishes its counters just after the step that answered the last call.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (scheduler_->Stats().requests_finished < 4 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 
   const std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
   EXPECT_EQ(Sample(text, "pkmserve_generation_tokens_total"), received);
@@ -524,8 +536,36 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   EXPECT_EQ(Sample(text, "pkmserve_request_failure_total", {"code=\"INVALID_ARGUMENT\""}), 1);
   EXPECT_EQ(Sample(text, "pkmserve_requests_running"), 0);
   EXPECT_EQ(Sample(text, "pkmserve_model_weights_bytes"), 1.0);
+  EXPECT_EQ(Sample(text, "pkmserve_request_queue_capacity"), 7);
   EXPECT_GT(Sample(text, "pkmserve_host_memory_resident_bytes"), 1e6);
   EXPECT_NE(text.find("model=\"pkm-small\""), std::string::npos);
+  // Queue time: once per request that reached the engine (the refused one did not).
+  EXPECT_EQ(Sample(text, "pkmserve_request_queue_time_seconds_count"), 4);
+  // Steps: every token of every request went through the engine once.
+  const double steps = Sample(text, "pkmserve_batch_size_count");
+  EXPECT_EQ(steps, static_cast<double>(scheduler_->Stats().steps));
+  EXPECT_EQ(Sample(text, "pkmserve_batch_forward_seconds_count", {"phase=\"prefill\""}) +
+                Sample(text, "pkmserve_batch_forward_seconds_count", {"phase=\"decode\""}),
+            steps);
+  // The three streams decode all but their first token in decode-only steps (one at a time).
+  EXPECT_EQ(Sample(text, "pkmserve_batch_forward_seconds_count", {"phase=\"decode\""}),
+            received - 3);
+  const SchedulerStats stats = scheduler_->Stats();
+  EXPECT_EQ(Sample(text, "pkmserve_batch_tokens_sum"),
+            static_cast<double>(stats.prompt_tokens + stats.generated_tokens - 3 +
+                                stats.scored_tokens));
+  const std::string layer = "layer=\"" + std::to_string(model_->config().pkm_layers[0]) + "\"";
+  EXPECT_EQ(Sample(text, "pkmserve_pkm_lookup_seconds_count", {layer}), steps);
+  EXPECT_GT(Sample(text, "pkmserve_pkm_lookup_seconds_sum", {layer}), 0.0);
+  const double tokens = Sample(text, "pkmserve_batch_tokens_sum");
+  EXPECT_EQ(Sample(text, "pkmserve_pkm_usage_window_tokens", {layer}), tokens);
+  const double coverage = Sample(text, "pkmserve_pkm_slot_coverage_ratio", {layer});
+  EXPECT_GT(coverage, 0.0);
+  EXPECT_LE(coverage, 1.0);
+  EXPECT_GT(Sample(text, "pkmserve_pkm_lookup_kl", {layer}), 0.0);
+  EXPECT_GT(Sample(text, "pkmserve_device_memory_used_bytes", {"device=\"cpu\""}), 1e6);
+  EXPECT_GT(Sample(text, "pkmserve_device_memory_total_bytes"),
+            Sample(text, "pkmserve_device_memory_used_bytes"));
   // A second scrape adds nothing: mirrored counters grow only by what happened in between.
   const std::string again = prometheus::TextSerializer().Serialize(metrics.Collect());
   EXPECT_EQ(Sample(again, "pkmserve_generation_tokens_total"), received);

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,6 +161,78 @@ TEST_F(SchedulerTest, ConcurrentSeededRequestsEqualTheirSoloRuns) {
   EXPECT_EQ(st.requests_finished, works.size());
   EXPECT_GT(st.generated_tokens, 0u);
   WaitForKvZero(*engine, s);
+}
+
+// Records what the scheduler reports to its observer (on the engine thread).
+class RecordingObserver final : public SchedulerObserver {
+ public:
+  void OnAdmitted(double queue_seconds) override {
+    std::lock_guard<std::mutex> lock(mu);
+    queue_seconds_seen.push_back(queue_seconds);
+  }
+  void OnStep(const StepReport& step) override {
+    std::lock_guard<std::mutex> lock(mu);
+    steps.push_back(step);
+    lookup_seconds.push_back(step.pkm_lookup_seconds.empty() ? -1 : step.pkm_lookup_seconds[0]);
+  }
+  void OnPkmUsage(std::span<const PkmLayerUsage> u) override {
+    std::lock_guard<std::mutex> lock(mu);
+    usage.assign(u.begin(), u.end());
+    ++usage_reports;
+  }
+  std::mutex mu;
+  std::vector<double> queue_seconds_seen;
+  std::vector<StepReport> steps;  // pkm_lookup_seconds not valid after the call
+  std::vector<double> lookup_seconds;
+  std::vector<PkmLayerUsage> usage;
+  int usage_reports = 0;
+};
+
+// The observer hears of every admission once and of every step, with the step's tokens, and
+// gets the memory usage of every token once the engine is idle.
+TEST_F(SchedulerTest, ObserverSeesEveryStepAndAdmission) {
+  auto engine = MakeEngine(size_t{64} << 20, {.pkm_usage_window = 1 << 20, .time_pkm_lookups = true});
+  RecordingObserver observer;
+  Scheduler s(engine.get(), tokenizer_,
+              {.max_batch_tokens = 24, .observer = &observer,
+               .pkm_usage_interval = std::chrono::hours(1)});
+  const std::vector<std::string> texts = Texts(8);
+  std::vector<GenerateCollector>& collectors = Collectors(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ASSERT_TRUE(s.SubmitGenerate(collectors[i].Attach(Work(Prompt(texts[i]), 6, 3 + i))).ok());
+  }
+  for (auto& c : collectors) ASSERT_TRUE(c.get().status.ok());
+  WaitForKvZero(*engine, s);
+  const SchedulerStats stats = s.Stats();
+  ASSERT_EQ(stats.preemptions, 0u);
+  std::lock_guard<std::mutex> lock(observer.mu);
+  EXPECT_EQ(observer.queue_seconds_seen.size(), texts.size());
+  for (double q : observer.queue_seconds_seen) EXPECT_GE(q, 0.0);
+  ASSERT_EQ(observer.steps.size(), stats.steps);
+  long tokens = 0;
+  int decode_steps = 0;
+  for (size_t i = 0; i < observer.steps.size(); ++i) {
+    const StepReport& st = observer.steps[i];
+    tokens += st.tokens;
+    EXPECT_LE(st.tokens, 24);
+    EXPECT_GT(st.forward_seconds, 0.0);
+    EXPECT_GT(observer.lookup_seconds[i], 0.0);
+    if (st.decode_only) {
+      ++decode_steps;
+      EXPECT_EQ(st.tokens, st.sequences) << "a decode step feeds one token per sequence";
+    }
+  }
+  // Every prompt token and every sampled token but each request's last went through a step.
+  EXPECT_EQ(tokens, static_cast<long>(stats.prompt_tokens + stats.generated_tokens) -
+                        static_cast<long>(texts.size()));
+  EXPECT_GT(decode_steps, 0);
+  // Reports only when the engine went idle (the interval is an hour); the last counts every
+  // token. (The engine may have gone idle between two submissions too.)
+  EXPECT_GE(observer.usage_reports, 1);
+  EXPECT_LE(observer.usage_reports, static_cast<int>(texts.size()));
+  ASSERT_EQ(observer.usage.size(), model_->config().pkm_layers.size());
+  EXPECT_EQ(observer.usage[0].window_tokens, tokens);
+  EXPECT_GT(observer.usage[0].coverage, 0.0);
 }
 
 // A KV cache too small for every request at once: the newest are preempted and recomputed,
