@@ -72,6 +72,9 @@ Outcome RunOne(const Connection& conn, v1::Inference::Stub& stub, const Job& job
     const auto now = Clock::now();
     if (o.tokens == 0) {
       o.ttft = Seconds(start, now);
+      // Tokens coalesced with the first arrived with it: gaps of 0, so every token after a
+      // stream's first is one gap, as the server counts them.
+      for (int i = 1; i < msg.tokens_size(); ++i) o.itl.push_back(0.0);
     } else {
       const double gap = Seconds(prev, now) / msg.tokens_size();
       for (int i = 0; i < msg.tokens_size(); ++i) o.itl.push_back(gap);

@@ -9,25 +9,14 @@ import subprocess
 import pytest
 
 from tests.client.reference_ppl import reference
+from tests.client.servers import start_server
 
 HELDOUT = "tests/data/heldout.txt"
 
 
-def start_server(pkmserve, *flags):
-    """Starts pkmserve on a free port; returns the process and its address."""
-    proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", "--metrics-listen",
-                             "127.0.0.1:0", *flags],
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        m = re.search(r"listening on ([^ ]+:\d+)", line)
-        if m:
-            return proc, m.group(1)
-    raise AssertionError("pkmserve did not start")
-
-
 @pytest.fixture(scope="module")
 def server(binaries):
-    proc, address = start_server(binaries[0], "--threads", "2", "--kv-cache-bytes", "64M")
+    proc, address, _ = start_server(binaries[0], "--threads", "2", "--kv-cache-bytes", "64M")
     yield address
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
@@ -158,9 +147,9 @@ def test_tls_and_bearer_token(binaries, tmp_path):
         "-days 2 -extfile san.ext", shell=True, check=True, capture_output=True)
     (tmp_path / "token").write_text("t0ken\n")
     (tmp_path / "wrong").write_text("nope\n")
-    proc, address = start_server(binaries[0], "--threads", "1", "--kv-cache-bytes", "16M",
-                                 "--tls-cert", f"{d}/srv.pem", "--tls-key", f"{d}/srv.key",
-                                 "--auth-token-file", f"{d}/token")
+    proc, address, _ = start_server(binaries[0], "--threads", "1", "--kv-cache-bytes", "16M",
+                                    "--tls-cert", f"{d}/srv.pem", "--tls-key", f"{d}/srv.key",
+                                    "--auth-token-file", f"{d}/token")
     try:
         common = ["--server", address, "--timeout", "10"]
         ok = pkm(binaries, "info", *common, "--tls-ca", f"{d}/ca.pem",
