@@ -16,134 +16,32 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <future>
-#include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "bench/load.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/tokenizer_sentencepiece.h"
-#include "pkmserve/v1/inference.grpc.pb.h"
 #include "server/grpc_server.h"
 #include "server/inference_service.h"
 #include "server/scheduler.h"
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-struct Job {
-  std::vector<int32_t> prompt;
-  int new_tokens = 0;
-};
-
-struct Result {
-  double seconds = 0;
-  int requests = 0;
-  long tokens = 0;  // generated
-  double requests_per_s() const { return requests / seconds; }
-  double tokens_per_s() const { return static_cast<double>(tokens) / seconds; }
-};
-
-void Die(const std::string& what, const pkm::Status& s) {
-  std::fprintf(stderr, "server_bench: %s: %s\n", what.c_str(), s.ToString().c_str());
-  std::exit(1);
-}
-
-// n jobs with prompt lengths uniform in [min_prompt, max_prompt] and output lengths uniform in
-// [min_new, max_new], or, with mean_new > 0, exponential with that mean clamped to the range
-// (output lengths of chat traffic are long-tailed: most replies short, a few long).
-std::vector<Job> MakeJobs(int n, int min_prompt, int max_prompt, int min_new, int max_new,
-                          int vocab, uint32_t seed, double mean_new = 0) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> plen(min_prompt, max_prompt), nnew(min_new, max_new);
-  std::exponential_distribution<double> exp_new(mean_new > 0 ? 1.0 / mean_new : 1.0);
-  std::uniform_int_distribution<int32_t> tok(3, vocab - 1);
-  std::vector<Job> jobs(static_cast<size_t>(n));
-  for (Job& j : jobs) {
-    j.prompt.resize(static_cast<size_t>(plen(rng)));
-    j.prompt[0] = 1;
-    for (size_t i = 1; i < j.prompt.size(); ++i) j.prompt[i] = tok(rng);
-    j.new_tokens = mean_new > 0 ? std::clamp(static_cast<int>(exp_new(rng)), min_new, max_new)
-                                : nnew(rng);
-  }
-  return jobs;
-}
-
-// Runs `jobs` with `concurrency` closed-loop clients; `run(job)` returns the tokens generated.
-template <typename RunOne>
-Result RunClosedLoop(const std::vector<Job>& jobs, int concurrency, RunOne run) {
-  std::atomic<size_t> next{0};
-  std::atomic<long> tokens{0};
-  const auto start = Clock::now();
-  std::vector<std::thread> clients;
-  for (int c = 0; c < concurrency; ++c) {
-    clients.emplace_back([&] {
-      for (size_t i = next++; i < jobs.size(); i = next++) tokens += run(jobs[i]);
-    });
-  }
-  for (auto& t : clients) t.join();
-  Result r;
-  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  r.requests = static_cast<int>(jobs.size());
-  r.tokens = tokens;
-  return r;
-}
-
-int RunInProcess(pkm::Scheduler& s, const Job& job) {
-  pkm::GenerateWork w;
-  w.prompt = job.prompt;
-  w.options.max_new_tokens = job.new_tokens;
-  w.options.sampling.temperature = 0;
-  w.options.ignore_eos = true;
-  auto tokens = std::make_shared<std::atomic<int>>(0);
-  auto done = std::make_shared<std::promise<void>>();
-  w.on_token = [tokens](const pkm::GeneratedStep&) { ++*tokens; };
-  w.on_done = [done](const pkm::Status& st, const pkm::GenerateSummary&) {
-    if (!st.ok()) Die("in-process request", st);
-    done->set_value();
-  };
-  auto id = s.SubmitGenerate(std::move(w));
-  if (!id.ok()) Die("submit", id.status());
-  done->get_future().wait();
-  return *tokens;
-}
-
-int RunGrpc(pkmserve::v1::Inference::Stub& stub, const Job& job) {
-  pkmserve::v1::GenerateRequest req;
-  for (int32_t t : job.prompt) req.mutable_tokens()->add_ids(t);
-  req.set_max_new_tokens(static_cast<uint32_t>(job.new_tokens));
-  req.set_temperature(0);
-  req.set_ignore_eos(true);
-  grpc::ClientContext ctx;
-  auto reader = stub.Generate(&ctx, req);
-  pkmserve::v1::GenerateResponse resp;
-  int tokens = 0;
-  while (reader->Read(&resp)) tokens += resp.tokens_size();
-  grpc::Status st = reader->Finish();
-  if (!st.ok()) {
-    std::fprintf(stderr, "server_bench: grpc Generate: %s\n", st.error_message().c_str());
-    std::exit(1);
-  }
-  return tokens;
-}
-
-nlohmann::json ToJson(const Result& r) {
-  return {{"seconds", r.seconds}, {"requests", r.requests}, {"tokens", r.tokens},
-          {"requests_per_s", r.requests_per_s()}, {"tokens_per_s", r.tokens_per_s()}};
-}
-
-}  // namespace
+using pkm::bench::Die;
+using pkm::bench::Job;
+using pkm::bench::MakeJobs;
+using pkm::bench::Result;
+using pkm::bench::RunClosedLoop;
+using pkm::bench::RunGrpc;
+using pkm::bench::RunInProcess;
+using pkm::bench::ToJson;
 
 int main(int argc, char** argv) {
   std::string model_dir = "models/pkm-small", out;

@@ -233,7 +233,7 @@ class GraphNodes(HTMLParser):
 def test_console_dashboard_renders_graphs_with_data(stack, request, tmp_path):
     p, _ = stack
     url = (f"http://{p.address}/consoles/pkmserve.html"
-           "#pctc%7B%22duration%22%3A120%2C%22endTime%22%3A0%7D")  # the last 2 minutes
+           "#pctc%7B%22duration%22%3A30%2C%22endTime%22%3A0%7D")  # the last 30 seconds
     chromium = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
                 "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}",
                 "--window-size=1400,2000", "--virtual-time-budget=10000"]
