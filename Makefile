@@ -9,7 +9,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DPKMSERVE_WERROR=ON
 endif
 
-.PHONY: setup build test test-cpp test-asan test-python serve bench corpus tokenizer train export golden model clean
+.PHONY: setup build test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden model clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,7 +27,7 @@ test-cpp:
 # The loader reads untrusted files, the engine indexes by ids and the scheduler shares state
 # between threads: they run again under ASan + UBSan.
 ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine \
-  test_scheduler
+  test_pkm_usage test_scheduler
 test-asan:
 	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
 	  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=OFF $(CMAKE_FLAGS) >/dev/null
@@ -44,6 +44,12 @@ serve: build
 bench: build
 	@$(PY) bench/compare_cpu.py --model $(MODEL) --build $(BUILD)
 	@OMP_WAIT_POLICY=passive $(BUILD)/bin/server_bench --model $(MODEL) --out bench/results/server.json
+	@OMP_WAIT_POLICY=passive $(BUILD)/bin/metrics_bench --model $(MODEL) --out bench/results/metrics.json
+
+# The console dashboard under load, as docs/metrics.md shows it (a real Prometheus + Chromium).
+dashboard-screenshot: build
+	@$(PY) -m pytest -q -p no:cacheprovider tests/deploy/test_prometheus.py -k console \
+	  --pkmserve $(BUILD)/bin/pkmserve --pkm $(BUILD)/bin/pkm --screenshot docs/dashboard-console.png
 
 # ---- reproducing the bundled model (see docs/training.md) -----------------------------------
 corpus: setup
