@@ -8,6 +8,9 @@
 #include <future>
 #include <memory>
 #include <random>
+#include <utility>
+
+#include "model_loader/tokenizer_sentencepiece.h"
 
 namespace pkm::bench {
 
@@ -15,6 +18,14 @@ void Die(const std::string& what, const Status& s) {
   std::fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what.c_str(),
                s.ToString().c_str());
   std::exit(1);
+}
+
+BenchModel LoadOrDie(const std::string& dir) {
+  auto model = LoadModel(dir);
+  if (!model.ok()) Die("loading " + dir, model.status());
+  auto tokenizer = LoadSentencePieceTokenizer(model->tokenizer_path());
+  if (!tokenizer.ok()) Die("tokenizer", tokenizer.status());
+  return {std::move(*model), std::move(*tokenizer)};
 }
 
 std::vector<Job> MakeJobs(int n, int min_prompt, int max_prompt, int min_new, int max_new,

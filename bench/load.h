@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "model_loader/model_loader.h"
+#include "model_loader/tokenizer.h"
 #include "pkmserve/v1/inference.grpc.pb.h"
 #include "server/scheduler.h"
 
@@ -36,6 +39,13 @@ struct Result {
 
 // Prints "<program>: what: status" and exits 1.
 [[noreturn]] void Die(const std::string& what, const Status& s);
+
+struct BenchModel {
+  LoadedModel model;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+// The model in `dir` and its tokenizer, or Die.
+BenchModel LoadOrDie(const std::string& dir);
 
 // n jobs with prompt lengths uniform in [min_prompt, max_prompt] and output lengths uniform in
 // [min_new, max_new], or, with mean_new > 0, exponential with that mean clamped to the range

@@ -37,8 +37,6 @@
 #include "bench/load.h"
 #include "engine/engine.h"
 #include "engine/pkm_usage.h"
-#include "model_loader/model_loader.h"
-#include "model_loader/tokenizer_sentencepiece.h"
 #include "server/grpc_server.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
@@ -249,12 +247,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto model = pkm::LoadModel(model_dir);
-  if (!model.ok()) Die("loading " + model_dir, model.status());
-  auto tokenizer = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
-  if (!tokenizer.ok()) Die("tokenizer", tokenizer.status());
-  const Setup setup{.model = &*model,
-                    .tokenizer = tokenizer->get(),
+  const auto [loaded, tokenizer_owned] = LoadOrDie(model_dir);
+  const pkm::LoadedModel* model = &loaded;
+  const pkm::Tokenizer* tokenizer = tokenizer_owned.get();
+  const Setup setup{.model = model,
+                    .tokenizer = tokenizer,
                     .threads = threads,
                     .window = window,
                     .scrape_ms = scrape_ms,

@@ -28,14 +28,13 @@
 
 #include "bench/load.h"
 #include "engine/engine.h"
-#include "model_loader/model_loader.h"
-#include "model_loader/tokenizer_sentencepiece.h"
 #include "server/grpc_server.h"
 #include "server/inference_service.h"
 #include "server/scheduler.h"
 
 using pkm::bench::Die;
 using pkm::bench::Job;
+using pkm::bench::LoadOrDie;
 using pkm::bench::MakeJobs;
 using pkm::bench::Result;
 using pkm::bench::RunClosedLoop;
@@ -62,10 +61,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto model = pkm::LoadModel(model_dir);
-  if (!model.ok()) Die("loading " + model_dir, model.status());
-  auto tokenizer = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
-  if (!tokenizer.ok()) Die("tokenizer", tokenizer.status());
+  const auto [loaded, tokenizer_owned] = LoadOrDie(model_dir);
+  const pkm::LoadedModel* model = &loaded;
+  const pkm::Tokenizer* tokenizer = tokenizer_owned.get();
   auto engine = pkm::Engine::Create(*model, pkm::MakeCpuBackend(threads), {});
   if (!engine.ok()) Die("engine", engine.status());
   const int vocab = model->config().vocab_size;
@@ -83,12 +81,12 @@ int main(int argc, char** argv) {
     for (int rep = 0; rep < repeats; ++rep) {
       Result r;
       {
-        pkm::Scheduler s(engine->get(), tokenizer->get(), sched);
+        pkm::Scheduler s(engine->get(), tokenizer, sched);
         r = RunClosedLoop(jobs, concurrency, [&](const Job& j) { return RunInProcess(s, j); });
       }
       if (inproc.requests == 0 || r.tokens_per_s() > inproc.tokens_per_s()) inproc = r;
-      pkm::Scheduler s(engine->get(), tokenizer->get(), sched);
-      pkm::InferenceService service(&s, tokenizer->get(), model->config(), {});
+      pkm::Scheduler s(engine->get(), tokenizer, sched);
+      pkm::InferenceService service(&s, tokenizer, model->config(), {});
       auto server = pkm::GrpcServer::Start({.listen = "127.0.0.1:0", .tls = {}}, &service);
       if (!server.ok()) Die("grpc server", server.status());
       auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
@@ -115,7 +113,7 @@ int main(int argc, char** argv) {
       pkm::SchedulerOptions o = sched;
       o.max_running = 32;
       o.static_batching = is_static == 1;
-      pkm::Scheduler s(engine->get(), tokenizer->get(), o);
+      pkm::Scheduler s(engine->get(), tokenizer, o);
       Result r = RunClosedLoop(mixed, 32, [&](const Job& j) { return RunInProcess(s, j); });
       Result& best = batching[is_static];
       if (best.requests == 0 || r.tokens_per_s() > best.tokens_per_s()) best = r;

@@ -1,12 +1,7 @@
-"""Options for the server's Python tests (ctest passes the binary's path)."""
+"""The server's Python tests: the pkmserve binary (option --pkmserve, tests/conftest.py)."""
 import os
 
 import pytest
-
-
-def pytest_addoption(parser):
-    parser.addoption("--pkmserve", default=os.path.join("build", "bin", "pkmserve"),
-                     help="path of the pkmserve binary")
 
 
 @pytest.fixture(scope="session")
