@@ -30,7 +30,6 @@ class PkmUsageWindow {
   double KlToUniform() const;
   // Tokens in the window now (window_tokens once it has filled).
   int tokens() const { return filled_; }
-  int window_tokens() const { return window_tokens_; }
 
  private:
   void Evict(int slot_in_ring);

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <string>
+#include <utility>
 
 namespace pkm {
 namespace {
@@ -98,8 +100,7 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
                      .Register(*registry_);
   for (int layer : setup.pkm_layers) {
     const prometheus::Labels l = {{"model", model_}, {"layer", std::to_string(layer)}};
-    pkm_.push_back({layer, &lookup.Add(l, LookupBuckets()), &coverage.Add(l), &kl.Add(l),
-                    &window.Add(l)});
+    pkm_.push_back({&lookup.Add(l, LookupBuckets()), &coverage.Add(l), &kl.Add(l), &window.Add(l)});
   }
   success_ = &prometheus::BuildCounter()
                   .Name("pkmserve_request_success_total")

@@ -59,9 +59,8 @@ class ServerMetrics final : public prometheus::Collectable, public SchedulerObse
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  // The series of one memory layer.
+  // The series of one memory layer, in pkm_layers order.
   struct PkmLayerSeries {
-    int layer;
     prometheus::Histogram* lookup_seconds;
     prometheus::Gauge* coverage;
     prometheus::Gauge* kl;

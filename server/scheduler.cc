@@ -52,7 +52,9 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, SchedulerOption
   options_.max_batch_tokens = std::max(options_.max_batch_tokens, 1);
   options_.max_running = std::max(options_.max_running, 1);
   options_.max_queue = std::max(options_.max_queue, 0);
-  stats_.device_memory_total = engine_->backend().memory_total_bytes();
+  // The device's capacity does not change: read it once (on the CPU it costs a system call).
+  counters_.device_memory_total = engine_->backend().memory_total_bytes();
+  stats_.device_memory_total = counters_.device_memory_total;
   stats_.device_memory_used = engine_->backend().allocated_bytes();
   last_pkm_usage_ = SchedulerClock::now();
   thread_ = std::thread([this] { Loop(); });
@@ -482,7 +484,6 @@ void Scheduler::PublishStats() {
   stats_.running = static_cast<int>(running_.size());
   stats_.waiting = waiting_;
   stats_.kv_usage = engine_->kv_cache().usage();
-  stats_.device_memory_total = engine_->backend().memory_total_bytes();
   stats_.device_memory_used = engine_->backend().allocated_bytes();
   stats_.draining = draining;
 }
