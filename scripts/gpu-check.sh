@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# On the GPU machine (the device tool, from the repository root): builds the CUDA kernels and
+# their tests with only CUDA, CMake and a compiler (no gRPC, Abseil or SentencePiece there),
+# runs the tests plainly and under compute-sanitizer's memcheck and racecheck, and writes
+# every log to $OUT. Run scripts/gpu-deps.sh here first and carry .gpu-deps:
+#   run(command="bash scripts/gpu-check.sh", carry=[".gpu-deps"])
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+ARCH=${CUDA_ARCH:-90}
+status=0
+step() {  # step NAME COMMAND...: runs, logs to $OUT/NAME.log, prints a line of the table
+  local name=$1; shift
+  local start=$SECONDS
+  if "$@" > "$OUT/$name.log" 2>&1; then
+    printf '%-28s ok    %4ss\n' "$name" $((SECONDS - start))
+  else
+    printf '%-28s FAIL  %4ss  (tail of %s.log below)\n' "$name" $((SECONDS - start)) "$name"
+    tail -20 "$OUT/$name.log"
+    status=1
+  fi
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
+  -DPKMSERVE_DEPS_DIR="$PWD/.gpu-deps"
+step build cmake --build build-gpu --parallel --target kernels_cuda_test kernels_cpu_test
+step kernels_cuda_test build-gpu/tests/kernels_cuda_test
+step kernels_cpu_test build-gpu/tests/kernels_cpu_test --gtest_brief=1
+step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
+  build-gpu/tests/kernels_cuda_test --gtest_brief=1
+step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
+  build-gpu/tests/kernels_cuda_test --gtest_brief=1
+exit $status
