@@ -123,31 +123,33 @@ void ExpectMatchesReference(const PkmLookupShape& s, int n, ValueType type, uint
   }
 }
 
-TEST(CudaPkmLookup, BundledModelShape) {
+struct Case {
+  const char* name;
+  PkmLookupShape shape;
+  int tokens;
+  ValueType type;
+};
+
+class CudaPkmLookupMatches : public ::testing::TestWithParam<Case> {};
+
+TEST_P(CudaPkmLookupMatches, TheCpuReference) {
   SKIP_WITHOUT_GPU();
-  ExpectMatchesReference({4, 32, 128, 128, 256}, 9, ValueType::kF32, 1);
+  const Case& c = GetParam();
+  const auto seed = static_cast<uint32_t>(c.tokens * 31 + c.shape.knn);
+  ExpectMatchesReference(c.shape, c.tokens, c.type, seed);
 }
 
-TEST(CudaPkmLookup, OneTokenAndKEqualsNKeys) {
-  SKIP_WITHOUT_GPU();
-  ExpectMatchesReference({2, 16, 16, 8, 8}, 1, ValueType::kF32, 2);
-}
-
-TEST(CudaPkmLookup, OddSizes) {
-  SKIP_WITHOUT_GPU();
-  ExpectMatchesReference({3, 5, 37, 18, 12}, 7, ValueType::kF32, 3);
-}
-
-TEST(CudaPkmLookup, LargestKnn) {
-  SKIP_WITHOUT_GPU();
-  ExpectMatchesReference({1, 128, 200, 64, 16}, 3, ValueType::kF32, 4);
-}
-
-TEST(CudaPkmLookup, HalfAndBfloat16Values) {
-  SKIP_WITHOUT_GPU();
-  ExpectMatchesReference({4, 32, 64, 32, 64}, 5, ValueType::kF16, 5);
-  ExpectMatchesReference({4, 32, 64, 32, 64}, 5, ValueType::kBF16, 6);
-}
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CudaPkmLookupMatches,
+    ::testing::Values(Case{"BundledModel", {4, 32, 128, 128, 256}, 9, ValueType::kF32},
+                      Case{"OneTokenKEqualsNKeys", {2, 16, 16, 8, 8}, 1, ValueType::kF32},
+                      Case{"OddSizes", {3, 5, 37, 18, 12}, 7, ValueType::kF32},
+                      Case{"LargestKnn", {1, 128, 200, 64, 16}, 3, ValueType::kF32},
+                      Case{"Half", {4, 32, 64, 32, 64}, 5, ValueType::kF16},
+                      Case{"Bfloat16", {4, 32, 64, 32, 64}, 5, ValueType::kBF16}),
+    [](const ::testing::TestParamInfo<Case>& param_info) {
+      return std::string(param_info.param.name);
+    });
 
 TEST(CudaPkmLookup, UnsupportedShapesAreRefusedWithTheReason) {
   const ValueType f16 = ValueType::kF16;
