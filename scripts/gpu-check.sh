@@ -25,11 +25,17 @@ cat "$OUT/gpu.txt"
 step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
   -DPKMSERVE_DEPS_DIR="$PWD/.gpu-deps"
-step build cmake --build build-gpu --parallel --target kernels_cuda_test kernels_cpu_test
+step build cmake --build build-gpu --parallel --target kernels_cuda_test kernels_cpu_test \
+  pkm_cuda_bench
 step kernels_cuda_test build-gpu/tests/kernels_cuda_test
 step kernels_cpu_test build-gpu/tests/kernels_cpu_test --gtest_brief=1
 step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
   build-gpu/tests/kernels_cuda_test --gtest_brief=1
 step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
   build-gpu/tests/kernels_cuda_test --gtest_brief=1
+step bench build-gpu/bin/pkm_cuda_bench --out "$OUT/pkm_cuda.json"
+step bench_torch python3 bench/cuda/pkm_torch.py --out "$OUT/pkm_torch.json"
+step ncu ncu --kernel-name regex:PkmLookupKernel --launch-skip 3 --launch-count 1 \
+  --section SpeedOfLight --section MemoryWorkloadAnalysis build-gpu/bin/pkm_cuda_bench --iters 1
+cat "$OUT/bench.log" "$OUT/bench_torch.log" 2>/dev/null
 exit $status
