@@ -35,7 +35,7 @@ step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
   build-gpu/tests/kernels_cuda_test --gtest_brief=1
 step bench build-gpu/bin/pkm_cuda_bench --out "$OUT/pkm_cuda.json"
 step bench_torch python3 bench/cuda/pkm_torch.py --out "$OUT/pkm_torch.json"
-step ncu ncu --kernel-name regex:PkmLookupKernel --launch-skip 3 --launch-count 1 \
+step ncu ncu --kernel-name regex:'SelectKernel|GatherKernel' --launch-skip 6 --launch-count 2 \
   --section SpeedOfLight --section MemoryWorkloadAnalysis build-gpu/bin/pkm_cuda_bench --iters 1
 cat "$OUT/bench.log" "$OUT/bench_torch.log" 2>/dev/null
 exit $status

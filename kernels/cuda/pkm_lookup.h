@@ -3,7 +3,9 @@
 //
 // Per token and head: sub-key scores of both halves, the top-k of each, the top-k of the k x k
 // sums, fp32 softmax; then the weighted sum of the selected value rows over every head. One
-// launch; neither the n_keys score vectors nor the k x k candidates reach global memory.
+// Two launches: the selection, one block per (token, head), then the value gather-sum over
+// every head; neither the n_keys score vectors nor the k x k candidates reach global memory,
+// only the k ids and weights per head.
 //
 // Ties: every top-k orders by score descending, then index ascending (sub-key index, then slot
 // id), with NaN above +inf and -0 equal to +0: the rule of training/pkm.py and kernels/cpu.
@@ -44,10 +46,10 @@ std::string CheckPkmLookupShape(const PkmLookupShape& shape, ValueType type);
 //   keys     [heads, 2, n_keys, k_dim/2] of `type`
 //   values   [n_keys^2, v_dim] of `type`
 //   out      [n, v_dim] fp32             overwritten with sum_h sum_j w[h,j] * values[ids[h,j]]
-//   ids      [n, heads, knn] or null     selected slot ids, best first
-//   weights  [n, heads, knn] or null     their softmax weights
-// Returns cudaErrorInvalidValue for a shape CheckPkmLookupShape refuses, else the launch's
-// status. Asynchronous on `stream`.
+//   ids      [n, heads, knn]             selected slot ids, best first
+//   weights  [n, heads, knn]             their softmax weights
+// Returns cudaErrorInvalidValue for a shape CheckPkmLookupShape refuses or a null ids/weights,
+// else the launches' status. Asynchronous on `stream`.
 cudaError_t PkmLookup(const PkmLookupShape& shape, ValueType type, const float* q, int n,
                       const void* keys, const void* values, float* out, int32_t* ids,
                       float* weights, cudaStream_t stream);

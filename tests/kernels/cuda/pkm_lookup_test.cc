@@ -5,8 +5,6 @@
 // Without a CUDA device the device tests skip with a message; the shape checks always run.
 #include "kernels/cuda/pkm_lookup.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -19,61 +17,10 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "tests/kernels/cuda/cuda_test_util.h"
 
 namespace pkm::cuda {
 namespace {
-
-bool HaveDevice() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!HaveDevice()) GTEST_SKIP() << "no CUDA device: the CUDA kernel tests run on a GPU machine (scripts/gpu-check.sh)"
-
-template <typename T>
-T* DeviceAlloc(size_t count) {
-  void* p = nullptr;
-  EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T)), cudaSuccess);
-  return static_cast<T*>(p);
-}
-
-template <typename T>
-T* Upload(const std::vector<T>& host) {
-  T* p = DeviceAlloc<T>(host.size());
-  EXPECT_EQ(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-            cudaSuccess);
-  return p;
-}
-
-template <typename T>
-std::vector<T> Download(const T* device, size_t count) {
-  std::vector<T> host(count);
-  EXPECT_EQ(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost),
-            cudaSuccess);
-  return host;
-}
-
-// Rounds to the value type, as stored on the device, and back to float for the reference.
-float Round(float v, ValueType type) {
-  if (type == ValueType::kF16) return __half2float(__float2half(v));
-  if (type == ValueType::kBF16) return __bfloat162float(__float2bfloat16(v));
-  return v;
-}
-
-std::vector<uint16_t> Narrow(const std::vector<float>& v, ValueType type) {
-  std::vector<uint16_t> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (type == ValueType::kF16) {
-      const __half h = __float2half(v[i]);
-      std::memcpy(&out[i], &h, 2);
-    } else {
-      const __nv_bfloat16 b = __float2bfloat16(v[i]);
-      std::memcpy(&out[i], &b, 2);
-    }
-  }
-  return out;
-}
 
 void ExpectMatchesReference(const PkmLookupShape& s, int n, ValueType type, uint32_t seed) {
   ASSERT_EQ(CheckPkmLookupShape(s, type), "");
@@ -94,14 +41,8 @@ void ExpectMatchesReference(const PkmLookupShape& s, int n, ValueType type, uint
                       values.data(), want_out.data(), want_ids.data(), want_w.data());
 
   float* d_q = Upload(q);
-  void *d_keys = nullptr, *d_values = nullptr;
-  if (type == ValueType::kF32) {
-    d_keys = Upload(keys);
-    d_values = Upload(values);
-  } else {
-    d_keys = Upload(Narrow(keys, type));
-    d_values = Upload(Narrow(values, type));
-  }
+  void* d_keys = UploadAs(keys, type);
+  void* d_values = UploadAs(values, type);
   float* d_out = DeviceAlloc<float>(want_out.size());
   float* d_w = DeviceAlloc<float>(sel);
   int32_t* d_ids = DeviceAlloc<int32_t>(sel);
@@ -165,6 +106,16 @@ TEST(CudaPkmLookup, UnsupportedShapesAreRefusedWithTheReason) {
   EXPECT_EQ(PkmLookup({4, 33, 32, 512, 1024}, f16, nullptr, 1, nullptr, nullptr, nullptr,
                       nullptr, nullptr, nullptr),
             cudaErrorInvalidValue);
+  int32_t id = 0;
+  float weight = 0.0f;
+  EXPECT_EQ(PkmLookup({4, 32, 512, 512, 1024}, f16, nullptr, 1, nullptr, nullptr, nullptr, &id,
+                      nullptr, nullptr),
+            cudaErrorInvalidValue)
+      << "weights are required";
+  EXPECT_EQ(PkmLookup({4, 32, 512, 512, 1024}, f16, nullptr, 1, nullptr, nullptr, nullptr,
+                      nullptr, &weight, nullptr),
+            cudaErrorInvalidValue)
+      << "ids are required";
 }
 
 }  // namespace
