@@ -3,8 +3,9 @@
 //
 // Pointers passed to ops are this backend's memory (from Alloc). The ops' semantics are those
 // of kernels/cpu/kernels.h, whose plain reference versions are the spec for every backend.
-// Buffers are fp32 in this version of the interface (kBackendApiVersion 1); weights are widened
-// to fp32 at load. A backend is used by one thread at a time (the engine thread).
+// Buffers are fp32 in this version of the interface (kBackendApiVersion 2); weights are widened
+// to fp32 at load. The CUDA backend lives in a plugin built with the server
+// (engine/backend_loader.h); the version guards against a stale one. A backend is used by one thread at a time (the engine thread).
 #pragma once
 
 #include <cstddef>
@@ -17,7 +18,7 @@
 
 namespace pkm {
 
-inline constexpr int kBackendApiVersion = 1;
+inline constexpr int kBackendApiVersion = 2;
 
 class Backend {
  public:
@@ -38,6 +39,10 @@ class Backend {
   // The device's memory capacity: a GPU's global memory; the host's physical memory for the
   // CPU backend.
   virtual size_t memory_total_bytes() const = 0;
+
+  // Empty when PkmLookup supports a memory of this shape, else what is wrong and what is
+  // expected (the engine refuses such a model at load).
+  virtual std::string CheckPkmShape(const cpu::PkmShape& /*shape*/) const { return ""; }
 
   // Ops: see kernels/cpu/kernels.h for the exact semantics.
   virtual void Linear(const float* x, int n, int in, const float* w, const float* b, int out,

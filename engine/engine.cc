@@ -62,6 +62,14 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LoadedModel& model,
                       " is less than one KV block (" + std::to_string(per_block) +
                       " bytes = " + std::to_string(KvCache::kBlockSize) + " positions)");
   }
+  if (!c.pkm_layers.empty()) {
+    const std::string refused =
+        backend->CheckPkmShape({c.pkm_heads, c.pkm_knn, c.pkm_n_keys, c.pkm_k_dim, c.pkm_v_dim});
+    if (!refused.empty()) {
+      return Status(StatusCode::kFailedPrecondition,
+                    "the " + backend->name() + " backend cannot run this model's memory: " + refused);
+    }
+  }
   std::unique_ptr<Engine> engine(new Engine(c, std::move(backend), static_cast<int>(blocks), options));
   PKM_RETURN_IF_ERROR(engine->UploadWeights(model));
   const size_t layer_floats = engine->kv_.floats_per_layer();
