@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/tokenizer_sentencepiece.h"
@@ -59,8 +60,29 @@ int main(int argc, char** argv) {
                model->Summary().c_str());
 
   const bool metrics_on = !settings->metrics_listen.empty();
+  // The exporter starts before the CUDA plugin is opened (DESIGN: cuBLASLt's libraries loaded
+  // before it break the exporter's threads); its metrics are registered once they exist.
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (metrics_on && !settings->check_only) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(settings->metrics_listen);
+    } catch (const std::exception& e) {
+      return Fail(kExitCannotServe,
+                  pkm::Status(pkm::StatusCode::kUnavailable,
+                              "--metrics-listen: cannot listen on " + settings->metrics_listen +
+                                  " (" + e.what() + ")"));
+    }
+  }
+  pkm::StatusOr<pkm::BackendChoice> backend = pkm::MakeBackend(settings->device, settings->threads);
+  if (!backend.ok()) return Fail(kExitCannotServe, backend.status());
+  if (!backend->fallback.empty()) {
+    std::fprintf(stderr, "pkmserve: --device=auto: no CUDA (%s); serving on the CPU\n",
+                 backend->fallback.c_str());
+  }
+  std::fprintf(stderr, "pkmserve: backend %s\n", backend->description.c_str());
+  settings->device = backend->device;
   auto engine = pkm::Engine::Create(
-      *model, pkm::MakeCpuBackend(settings->threads),
+      *model, std::move(backend->backend),
       {.kv_cache_bytes = settings->kv_cache_bytes,
        .pkm_usage_window = metrics_on ? settings->pkm_usage_window : 0,
        .time_pkm_lookups = metrics_on});
@@ -89,10 +111,15 @@ int main(int argc, char** argv) {
 
   pkmserve::v1::ModelInfo model_info = pkm::DescribeModel(*model, **engine, *settings);
   // The scheduler reports steps to the metrics, which read the scheduler's stats at a scrape:
-  // declared so that the exporter stops first and the metrics outlive the scheduler.
+  // declared so that the metrics outlive the scheduler.
   std::shared_ptr<pkm::ServerMetrics> metrics;
   std::unique_ptr<pkm::Scheduler> scheduler;
-  std::unique_ptr<prometheus::Exposer> exposer;
+  // The exporter started first, so it would be destroyed last: stop it (joining its threads)
+  // before the scheduler and the metrics it reads at a scrape go.
+  struct ExporterStop {
+    std::unique_ptr<prometheus::Exposer>& exposer;
+    ~ExporterStop() { exposer.reset(); }
+  } exporter_stop{exposer};
   pkm::SchedulerOptions scheduler_options = settings->scheduler;
   if (metrics_on) {
     metrics = std::make_shared<pkm::ServerMetrics>(pkm::MetricsSetup{
@@ -106,19 +133,7 @@ int main(int argc, char** argv) {
     scheduler_options.observer = metrics.get();
   }
   scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer->get(), scheduler_options);
-  if (metrics_on) {
-    // The exporter starts before any CUDA library is loaded (DESIGN: cuBLASLt linked at
-    // start-up breaks the exporter's threads).
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(settings->metrics_listen);
-    } catch (const std::exception& e) {
-      return Fail(kExitCannotServe,
-                  pkm::Status(pkm::StatusCode::kUnavailable,
-                              "--metrics-listen: cannot listen on " + settings->metrics_listen +
-                                  " (" + e.what() + ")"));
-    }
-    exposer->RegisterCollectable(metrics);
-  }
+  if (metrics_on) exposer->RegisterCollectable(metrics);
   pkm::ServiceConfig service_config{.limits = settings->limits,
                                     .auth_token = settings->auth_token,
                                     .model_info = std::move(model_info),

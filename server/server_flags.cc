@@ -20,7 +20,8 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
 ABSL_FLAG(int, pkm_usage_window, 8192,
           "tokens over which each memory layer's slot coverage and KL are measured, "
           "[1, 1048576]");
-ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (CUDA when a GPU can be used, else the CPU) | cpu | cuda (fail without a GPU)");
 ABSL_FLAG(int, threads, 0, "CPU engine threads (0: one per core)");
 ABSL_FLAG(int, max_batch_tokens, 512,
           "tokens per engine step: decode tokens plus prefill chunks, [1, 65536]");
@@ -152,14 +153,10 @@ StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
   s.pkm_usage_window = absl::GetFlag(FLAGS_pkm_usage_window);
   PKM_RETURN_IF_ERROR(CheckRange("--pkm-usage-window", s.pkm_usage_window, 1, 1 << 20));
 
-  const std::string device = absl::GetFlag(FLAGS_device);
-  if (device == "cuda") {
-    return Invalid("--device=cuda: this build has no CUDA backend yet; use --device=cpu or auto");
+  s.device = absl::GetFlag(FLAGS_device);
+  if (s.device != "auto" && s.device != "cpu" && s.device != "cuda") {
+    return Invalid("--device must be auto, cpu or cuda, got '" + s.device + "'");
   }
-  if (device != "auto" && device != "cpu") {
-    return Invalid("--device must be auto, cpu or cuda, got '" + device + "'");
-  }
-  s.device = "cpu";
 
   s.threads = absl::GetFlag(FLAGS_threads);
   PKM_RETURN_IF_ERROR(CheckRange("--threads", s.threads, 0, 1024));

@@ -15,7 +15,7 @@ struct ServerSettings {
   std::string model_dir;
   std::string metrics_listen;  // empty: --metrics-listen=off
   int pkm_usage_window = 0;    // tokens; memory usage is tracked only with metrics on
-  std::string device;  // "cpu" (auto resolves to it while no CUDA backend exists)
+  std::string device;  // as asked: "auto", "cpu" or "cuda"; main resolves auto to what runs
   int threads = 0;
   size_t kv_cache_bytes = 0;
   double drain_timeout_s = 0;

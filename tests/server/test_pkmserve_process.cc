@@ -229,7 +229,6 @@ TEST(PkmserveProcessTest, BadFlagsExitOneNamingTheFlag) {
       {{"--listen", "127.0.0.1:99999"}, "--listen"},
       {{"--metrics-listen", ":9464"}, "--metrics-listen"},
       {{"--device", "tpu"}, "--device"},
-      {{"--device", "cuda"}, "--device"},
       {{"--max-batch-tokens", "0"}, "--max-batch-tokens"},
       {{"--max-queue", "-1"}, "--max-queue"},
       {{"--threads", "-2"}, "--threads"},
@@ -251,6 +250,35 @@ TEST(PkmserveProcessTest, BadFlagsExitOneNamingTheFlag) {
     EXPECT_NE(server.Stderr().find(c.named), std::string::npos)
         << c.flags[0] << " " << c.flags[1] << ": " << server.Stderr();
   }
+}
+
+// --device: auto serves on the CPU with one line saying why when CUDA cannot be used; cuda
+// then exits 3 with the same reason. On a GPU machine both run on CUDA.
+TEST(PkmserveProcessTest, DeviceChoiceFallsBackOrFailsSayingWhy) {
+  auto check = [](const std::string& device) {
+    PkmserveProcess server({"--model", "models/pkm-small", "--device", device, "--check"});
+    const int code = server.Wait();
+    return std::make_pair(code, server.Stderr());
+  };
+  const auto [auto_code, auto_log] = check("auto");
+  ASSERT_EQ(auto_code, 0) << auto_log;
+  const auto [cuda_code, cuda_log] = check("cuda");
+  if (auto_log.find("engine on cuda") != std::string::npos) {  // a GPU machine
+    EXPECT_EQ(cuda_code, 0) << cuda_log;
+    EXPECT_NE(cuda_log.find("backend cuda: "), std::string::npos) << cuda_log;
+    return;
+  }
+  EXPECT_NE(auto_log.find("engine on cpu"), std::string::npos) << auto_log;
+  const std::string prefix = "pkmserve: --device=auto: no CUDA (";
+  const size_t line = auto_log.find(prefix);
+  ASSERT_NE(line, std::string::npos) << auto_log;
+  EXPECT_EQ(auto_log.find("--device=auto", line + prefix.size()), std::string::npos) << "one line";
+  const size_t start = line + prefix.size();
+  const std::string reason =
+      auto_log.substr(start, auto_log.find("); serving on the CPU", start) - start);
+  EXPECT_EQ(cuda_code, 3) << cuda_log;
+  EXPECT_NE(cuda_log.find("--device=cuda: " + reason), std::string::npos)
+      << "cuda names the reason auto gave (" << reason << "): " << cuda_log;
 }
 
 }  // namespace
