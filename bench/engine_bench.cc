@@ -1,11 +1,13 @@
-// Throughput and memory of the CPU engine on the workloads of bench/reference_bench.py:
-//   decode  single-stream greedy decoding: tokens/s over --decode-tokens steps after a
-//           --prompt-tokens prefill
+// Throughput and memory of the engine (CPU, or CUDA with --device cuda) on the workloads of
+// bench/reference_bench.py:
+//   decode  greedy decoding of --decode-batch streams in lockstep (1: single-stream): tokens/s
+//           over --decode-tokens steps after a --prompt-tokens prefill
 //   score   --score-batch sequences of --score-len tokens scored in one step: tokens/s
 // plus peak resident memory against the engine's weight and KV cache bytes.
 // Token ids are drawn with a fixed seed: speed does not depend on content.
 //
-//   build/bin/engine_bench [--model DIR] [--threads N] [--out FILE.json]
+//   build/bin/engine_bench [--model DIR] [--device cpu|cuda|auto] [--threads N]
+//                          [--decode-batch B] [--out FILE.json]
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
 
@@ -40,12 +43,14 @@ void Check(const pkm::Status& s, const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir = "models/pkm-small", out;
+  std::string model_dir = "models/pkm-small", out, device = "cpu", engine_name;
   int threads = 2, prompt_tokens = 16, decode_tokens = 128, score_batch = 32, score_len = 256;
-  int repeats = 3;
+  int repeats = 3, decode_batch = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i], v = argv[i + 1];
     if (a == "--model") model_dir = v;
+    else if (a == "--device") device = v;
+    else if (a == "--decode-batch") decode_batch = std::max(1, std::atoi(v.c_str()));
     else if (a == "--threads") threads = std::atoi(v.c_str());
     else if (a == "--out") out = v;
     else if (a == "--decode-tokens") decode_tokens = std::atoi(v.c_str());
@@ -74,8 +79,18 @@ int main(int argc, char** argv) {
     const size_t blocks_per_seq =
         (score_len + pkm::KvCache::kBlockSize - 1) / pkm::KvCache::kBlockSize;
     pkm::EngineOptions options;
-    options.kv_cache_bytes = block_bytes * blocks_per_seq * score_batch;
-    auto engine_or = pkm::Engine::Create(*model, pkm::MakeCpuBackend(threads), options);
+    const size_t decode_blocks =
+        (prompt_tokens + decode_tokens + pkm::KvCache::kBlockSize) / pkm::KvCache::kBlockSize;
+    options.kv_cache_bytes =
+        block_bytes * std::max(blocks_per_seq * score_batch, decode_blocks * decode_batch);
+    auto backend = pkm::MakeBackend(device, threads);
+    if (!backend.ok()) {
+      std::fprintf(stderr, "engine_bench: %s\n", backend.status().ToString().c_str());
+      return 2;
+    }
+    engine_name = "pkmserve-" + backend->device;
+    std::fprintf(stderr, "engine_bench: backend %s\n", backend->description.c_str());
+    auto engine_or = pkm::Engine::Create(*model, std::move(backend->backend), options);
     if (!engine_or.ok()) {
       std::fprintf(stderr, "engine_bench: %s\n", engine_or.status().ToString().c_str());
       return 2;
@@ -88,22 +103,29 @@ int main(int argc, char** argv) {
   std::uniform_int_distribution<int32_t> tok(3, cfg.vocab_size - 1);
   pkm::StepResult step;
 
-  // Decode: best of `repeats`.
+  // Decode: decode_batch streams in lockstep, best of `repeats`.
   double decode_s = 1e30;
   for (int r = 0; r <= repeats; ++r) {  // r == 0 warms up
-    std::vector<int32_t> prompt(prompt_tokens);
-    for (auto& t : prompt) t = tok(rng);
-    pkm::SeqChunk ch{.seq = 1, .tokens = prompt};
-    Check(engine.Step({&ch, 1}, &step), "prefill");
-    int32_t next = 0;
+    std::vector<std::vector<int32_t>> prompts(decode_batch, std::vector<int32_t>(prompt_tokens));
+    std::vector<pkm::SeqChunk> chunks;
+    for (int b = 0; b < decode_batch; ++b) {
+      for (auto& t : prompts[b]) t = tok(rng);
+      chunks.push_back({.seq = 1 + b, .tokens = prompts[b]});
+    }
+    Check(engine.Step(chunks, &step), "prefill");
+    std::vector<int32_t> next(decode_batch);
     auto t0 = Clock::now();
     for (int i = 0; i < decode_tokens; ++i) {
-      next = Argmax(step.logits.data(), cfg.vocab_size);
-      pkm::SeqChunk d{.seq = 1, .tokens = {&next, 1}};
-      Check(engine.Step({&d, 1}, &step), "decode");
+      chunks.clear();
+      for (int b = 0; b < decode_batch; ++b) {
+        next[b] = Argmax(step.logits.data() + static_cast<size_t>(step.logits_row[b]) * cfg.vocab_size,
+                         cfg.vocab_size);
+        chunks.push_back({.seq = 1 + b, .tokens = {&next[b], 1}});
+      }
+      Check(engine.Step(chunks, &step), "decode");
     }
     if (r > 0) decode_s = std::min(decode_s, Seconds(t0, Clock::now()));
-    engine.Release(1);
+    for (int b = 0; b < decode_batch; ++b) engine.Release(1 + b);
   }
 
   // Score: score_batch sequences in one step, each token's next token as target.
@@ -130,15 +152,17 @@ int main(int argc, char** argv) {
   const double kv = static_cast<double>(engine.kv_cache_bytes());
   char json[1024];
   std::snprintf(json, sizeof(json),
-                "{\n \"engine\": \"pkmserve-cpu\",\n \"threads\": %d,\n \"model\": \"%s\",\n"
+                "{\n \"engine\": \"%s\",\n \"threads\": %d,\n \"model\": \"%s\",\n"
                 " \"decode_tokens_per_s\": %.3f,\n \"score_tokens_per_s\": %.3f,\n"
                 " \"peak_rss_bytes\": %.0f,\n \"weight_bytes\": %.0f,\n \"kv_cache_bytes\": %.0f,\n"
                 " \"rss_over_weights_plus_kv\": %.4f,\n"
-                " \"settings\": {\"prompt_tokens\": %d, \"decode_tokens\": %d, \"score_batch\": %d,"
+                " \"settings\": {\"prompt_tokens\": %d, \"decode_tokens\": %d, \"decode_batch\": %d,"
+                " \"score_batch\": %d,"
                 " \"score_len\": %d, \"repeats\": %d}\n}\n",
-                threads, model_dir.c_str(), decode_tokens / decode_s,
+                engine_name.c_str(), threads, model_dir.c_str(),
+                static_cast<double>(decode_batch) * decode_tokens / decode_s,
                 score_batch * score_len / score_s, rss, weights, kv, rss / (weights + kv),
-                prompt_tokens, decode_tokens, score_batch, score_len, repeats);
+                prompt_tokens, decode_tokens, decode_batch, score_batch, score_len, repeats);
   std::fputs(json, stdout);
   if (!out.empty()) {
     FILE* f = std::fopen(out.c_str(), "w");

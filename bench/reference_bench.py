@@ -1,8 +1,9 @@
-"""Throughput of the PyTorch reference model (eager, CPU): the baseline the C++ engine is measured against.
+"""Throughput of the PyTorch reference model (eager; CPU, or a GPU with --device cuda): the baseline the
+C++ engine is measured against.
 
 Measures, on one model and thread count:
-  decode  single-stream greedy decoding with a KV cache: tokens/s over --decode-tokens steps
-          after a --prompt-tokens prefill
+  decode  greedy decoding of --decode-batch streams with a KV cache: tokens/s over --decode-tokens
+          steps after a --prompt-tokens prefill
   score   batch --score-batch x --score-len token windows, one forward each: tokens/s
 and peak resident memory. Token ids are drawn with a fixed seed: speed does not depend on content.
 
@@ -23,26 +24,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.checkpoint import load_model  # noqa: E402
 
 
-def best_of(fn, repeats: int) -> float:
+def sync(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_of(fn, repeats: int, device: str) -> float:
     """Seconds of the fastest of `repeats` runs (after one warm-up run)."""
     fn()
     times = []
     for _ in range(repeats):
+        sync(device)
         start = time.perf_counter()
         fn()
+        sync(device)
         times.append(time.perf_counter() - start)
     return min(times)
 
 
 @torch.no_grad()
-def decode_seconds(model, prompt_tokens: int, decode_tokens: int, gen: torch.Generator) -> float:
-    prompt = torch.randint(0, model.cfg.vocab_size, (1, prompt_tokens), generator=gen)
+def decode_seconds(model, prompt_tokens: int, decode_tokens: int, batch: int, gen: torch.Generator,
+                   device: str) -> float:
+    prompt = torch.randint(0, model.cfg.vocab_size, (batch, prompt_tokens), generator=gen).to(device)
     cache = model.new_cache()
     logits = model(prompt, cache=cache)
+    sync(device)
     start = time.perf_counter()
     for _ in range(decode_tokens):
         nxt = logits[:, -1].argmax(-1, keepdim=True)
         logits = model(nxt, cache=cache)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -56,11 +67,13 @@ def main():
     ap.add_argument("--score-batch", type=int, default=32)
     ap.add_argument("--score-len", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--decode-batch", type=int, default=1)
     ap.add_argument("--topk", choices=["ordered", "torch"], default="torch",
                     help="PKM selection: torch.topk (fastest; ties unordered) or the tie-exact sort of eval mode")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = load_model(args.model).to(args.device)
     if args.topk == "torch":
         # Training mode switches the memory to torch.topk; the exported model has no BatchNorm
         # or dropout, so nothing else changes. This is the faster, stronger baseline.
@@ -68,21 +81,23 @@ def main():
             pkm.train()
     gen = torch.Generator().manual_seed(0)
 
-    decode_s = min(decode_seconds(model, args.prompt_tokens, args.decode_tokens, gen) for _ in range(args.repeats))
-    windows = torch.randint(0, model.cfg.vocab_size, (args.score_batch, args.score_len), generator=gen)
-    score_s = best_of(lambda: torch.no_grad()(model)(windows), args.repeats)
+    decode_s = min(decode_seconds(model, args.prompt_tokens, args.decode_tokens, args.decode_batch, gen, args.device)
+                   for _ in range(args.repeats + 1))  # the first warms up
+    windows = torch.randint(0, model.cfg.vocab_size, (args.score_batch, args.score_len), generator=gen).to(args.device)
+    score_s = best_of(lambda: torch.no_grad()(model)(windows), args.repeats, args.device)
 
     result = {
         "engine": f"pytorch-reference-eager ({args.topk} top-k)", "torch": torch.__version__, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "model": str(args.model),
-        "decode_tokens_per_s": args.decode_tokens / decode_s,
+        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
+        "decode_tokens_per_s": args.decode_batch * args.decode_tokens / decode_s,
         "score_tokens_per_s": args.score_batch * args.score_len / score_s,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "settings": {k: v for k, v in vars(args).items() if k not in ("model", "out")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print("| engine | threads | decode tok/s (batch 1) | score tok/s (batch 32) | peak RSS MiB |")
+    print(f"| engine | threads | decode tok/s (batch {args.decode_batch}) | score tok/s (batch {args.score_batch}) | peak RSS MiB |")
     print("| --- | --- | --- | --- | --- |")
     print(f"| {result['engine']} | {args.threads} | {result['decode_tokens_per_s']:.1f} | "
           f"{result['score_tokens_per_s']:.0f} | {result['peak_rss_bytes'] / 2**20:.0f} |")

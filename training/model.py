@@ -19,7 +19,7 @@ from training.pkm import ProductKeyMemory
 
 def rope_tables(head_dim: int, positions: torch.Tensor, theta: float):
     """cos, sin [T, head_dim/2] for integer positions, computed in float64 then cast (exact angles)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim))
     angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq
     return torch.cos(angles).float(), torch.sin(angles).float()
 
@@ -34,11 +34,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 _MASKS = {}
 
 
-def causal_mask(T: int) -> torch.Tensor:
-    """[T, T] additive mask: 0 on and below the diagonal, -inf above (cached per T)."""
-    if T not in _MASKS:
-        _MASKS[T] = torch.full((T, T), float("-inf")).triu(1)
-    return _MASKS[T]
+def causal_mask(T: int, device=None) -> torch.Tensor:
+    """[T, T] additive mask: 0 on and below the diagonal, -inf above (cached per T and device)."""
+    key = (T, str(device))
+    if key not in _MASKS:
+        _MASKS[key] = torch.full((T, T), float("-inf"), device=device).triu(1)
+    return _MASKS[key]
 
 
 class Attention(nn.Module):
@@ -64,7 +65,7 @@ class Attention(nn.Module):
         # Scale q rather than the [T, T] scores: same result, fewer operations.
         att = (q * (1.0 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)
         if T > 1:
-            att = att + causal_mask(past + T)[past:]
+            att = att + causal_mask(past + T, att.device)[past:]
         att = att.softmax(dim=-1)
         return self.wo((att @ v).transpose(1, 2).reshape(B, T, d))
 
@@ -138,7 +139,7 @@ class PKMTransformer(nn.Module):
         from new_cache()), makes this call continue the sequences it holds: incremental decoding.
         """
         past = cache[0]["k"].shape[2] if cache and "k" in cache[0] else 0
-        positions = torch.arange(past, past + tokens.shape[1])
+        positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
         x = self.tok_embeddings(tokens)
         for i, block in enumerate(self.layers):
             x = block(x, positions, lookups, cache[i] if cache is not None else None)

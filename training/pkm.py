@@ -70,7 +70,7 @@ class ProductKeyMemory(nn.Module):
             v1, i1 = s1.topk(k, dim=-1)
             v2, i2 = s2.topk(k, dim=-1)
         else:
-            ar = torch.arange(n).expand_as(s1)
+            ar = torch.arange(n, device=s1.device).expand_as(s1)
             v1, i1 = topk_ordered(s1, ar, k)
             v2, i2 = topk_ordered(s2, ar, k)
         cand = (v1.unsqueeze(-1) + v2.unsqueeze(-2)).flatten(-2)              # [N, H, k*k]
