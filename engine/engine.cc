@@ -94,6 +94,7 @@ float* Engine::Upload(const LoadedModel& model, const std::string& name) {
   if (!buf) return nullptr;
   backend_->CopyToDevice(buf.f(), host.data(), host.size() * sizeof(float));
   weight_bytes_ += buf.bytes();
+  if (name.ends_with(".pkm.values")) pkm_value_bytes_ += buf.bytes();
   float* p = buf.f();
   weight_buffers_.push_back(std::move(buf));
   return p;
@@ -444,6 +445,19 @@ int Engine::SequenceLength(SeqId seq) const {
 
 int Engine::KvBlocksNeeded(SeqId seq, int new_tokens) const {
   return kv_.BlocksNeeded(seq, SequenceLength(seq) + new_tokens);
+}
+
+DeviceMemoryUse Engine::device_memory() const {
+  DeviceMemoryUse use;
+  use.pkm_values = pkm_value_bytes_;
+  use.weights = weight_bytes_ - pkm_value_bytes_;
+  for (const auto* layers : {&k_cache_, &v_cache_}) {
+    for (const DeviceBuffer& b : *layers) use.kv_cache += b.bytes();
+  }
+  const size_t held = use.weights + use.pkm_values + use.kv_cache;
+  const size_t allocated = backend_->allocated_bytes();
+  use.workspace = allocated > held ? allocated - held : 0;
+  return use;
 }
 
 size_t Engine::kv_cache_bytes() const {

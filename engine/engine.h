@@ -82,6 +82,16 @@ struct PkmLayerUsage {
   int window_tokens = 0;      // tokens in the window so far
 };
 
+// What the engine holds on its backend's device, by kind. Workspace is everything else the
+// backend allocated: activations, block tables and the backend's own scratch.
+struct DeviceMemoryUse {
+  size_t weights = 0;     // model weights other than the memory layers' value tables
+  size_t pkm_values = 0;  // the memory layers' value tables (n_keys² × v_dim each)
+  size_t kv_cache = 0;
+  size_t workspace = 0;
+  size_t total() const { return weights + pkm_values + kv_cache + workspace; }
+};
+
 class Engine {
  public:
   // Uploads the model's weights (widened to fp32) to the backend and sizes the KV cache.
@@ -109,6 +119,9 @@ class Engine {
   const KvCache& kv_cache() const { return kv_; }
   size_t kv_cache_bytes() const;
   size_t weight_bytes() const { return weight_bytes_; }
+  // Reads the backend's allocation count: cheap, callable from any thread that may call
+  // Backend::allocated_bytes.
+  DeviceMemoryUse device_memory() const;
   // Usage of every memory layer (empty unless pkm_usage_window > 0). Costs a pass over each
   // layer's n_keys² slot sums (PkmUsageWindow::KlToUniform): call it per metrics refresh,
   // not per step.
@@ -148,6 +161,7 @@ class Engine {
   // Weights: one buffer per tensor, fp32.
   std::vector<DeviceBuffer> weight_buffers_;
   size_t weight_bytes_ = 0;
+  size_t pkm_value_bytes_ = 0;  // of weight_bytes_
   float* tok_embeddings_ = nullptr;
   float* final_norm_w_ = nullptr;
   float* final_norm_b_ = nullptr;

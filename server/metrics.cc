@@ -124,6 +124,17 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
                             "activations).")
                       .Register(*registry_)
                       .Add(device);
+  auto& by_kind = prometheus::BuildGauge()
+                      .Name("pkmserve_device_memory_bytes")
+                      .Help("Memory the engine holds on its device, by kind: weights, pkm_values "
+                            "(the memory layers' value tables), kv_cache, workspace.")
+                      .Register(*registry_);
+  const char* kinds[] = {"weights", "pkm_values", "kv_cache", "workspace"};
+  for (int i = 0; i < 4; ++i) {
+    prometheus::Labels with_kind = device;
+    with_kind["kind"] = kinds[i];
+    device_by_kind_[i] = &by_kind.Add(with_kind);
+  }
   device_total_ = &prometheus::BuildGauge()
                        .Name("pkmserve_device_memory_total_bytes")
                        .Help("Memory capacity of the engine's device (host RAM for cpu).")
@@ -182,7 +193,11 @@ std::vector<prometheus::MetricFamily> ServerMetrics::Collect() const {
     waiting_->Set(s.waiting);
     kv_usage_->Set(s.kv_usage);
     rss_->Set(ResidentBytes());
-    device_used_->Set(static_cast<double>(s.device_memory_used));
+    device_used_->Set(static_cast<double>(s.device_memory.total()));
+    device_by_kind_[0]->Set(static_cast<double>(s.device_memory.weights));
+    device_by_kind_[1]->Set(static_cast<double>(s.device_memory.pkm_values));
+    device_by_kind_[2]->Set(static_cast<double>(s.device_memory.kv_cache));
+    device_by_kind_[3]->Set(static_cast<double>(s.device_memory.workspace));
     device_total_->Set(static_cast<double>(s.device_memory_total));
     prompt_tokens_->Increment(static_cast<double>(s.prompt_tokens - last_.prompt_tokens));
     generation_tokens_->Increment(

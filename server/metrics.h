@@ -86,6 +86,7 @@ class ServerMetrics final : public prometheus::Collectable, public SchedulerObse
   prometheus::Gauge* kv_usage_;
   prometheus::Gauge* rss_;
   prometheus::Gauge* device_used_;
+  prometheus::Gauge* device_by_kind_[4];  // weights, pkm_values, kv_cache, workspace
   prometheus::Gauge* device_total_;
   // Counters the scheduler keeps; each scrape adds what they grew by since the last one.
   prometheus::Counter* prompt_tokens_;

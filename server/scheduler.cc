@@ -55,7 +55,7 @@ Scheduler::Scheduler(Engine* engine, const Tokenizer* tokenizer, SchedulerOption
   // The device's capacity does not change: read it once (on the CPU it costs a system call).
   counters_.device_memory_total = engine_->backend().memory_total_bytes();
   stats_.device_memory_total = counters_.device_memory_total;
-  stats_.device_memory_used = engine_->backend().allocated_bytes();
+  stats_.device_memory = engine_->device_memory();
   last_pkm_usage_ = SchedulerClock::now();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -484,7 +484,7 @@ void Scheduler::PublishStats() {
   stats_.running = static_cast<int>(running_.size());
   stats_.waiting = waiting_;
   stats_.kv_usage = engine_->kv_cache().usage();
-  stats_.device_memory_used = engine_->backend().allocated_bytes();
+  stats_.device_memory = engine_->device_memory();
   stats_.draining = draining;
 }
 

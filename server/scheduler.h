@@ -136,7 +136,7 @@ struct SchedulerStats {
   uint64_t scored_tokens = 0;
   uint64_t preemptions = 0;
   uint64_t requests_finished = 0;  // terminal callbacks delivered, whatever the status
-  size_t device_memory_used = 0;   // allocated on the engine's backend (weights, KV, scratch)
+  DeviceMemoryUse device_memory;    // held on the engine's backend, by kind
   size_t device_memory_total = 0;  // the backend device's capacity
   bool draining = false;
 };

@@ -170,6 +170,9 @@ def test_memory_and_pkm_series(stack):
     weights = p.value("pkmserve_model_weights_bytes")
     kv = p.value("pkmserve_kv_cache_bytes")
     used = p.value('pkmserve_device_memory_used_bytes{device="cpu"}')
+    kinds = [p.value(f'pkmserve_device_memory_bytes{{device="cpu",kind="{k}"}}')
+             for k in ("weights", "pkm_values", "kv_cache", "workspace")]
+    assert sum(kinds) == used and min(kinds) > 0
     assert used >= weights + kv
     assert p.value("pkmserve_device_memory_total_bytes") > used
     assert p.value("pkmserve_host_memory_resident_bytes") > weights

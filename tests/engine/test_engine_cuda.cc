@@ -153,6 +153,12 @@ TEST_F(CudaEngineTest, DeviceMemoryIsAccounted) {
   CUDA_ENGINE_OR_SKIP(cuda);
   EXPECT_GE(cuda->backend().allocated_bytes(), cuda->weight_bytes() + cuda->kv_cache_bytes());
   EXPECT_GT(cuda->backend().memory_total_bytes(), cuda->backend().allocated_bytes());
+  const DeviceMemoryUse use = cuda->device_memory();
+  const ModelConfig& c = cuda->config();
+  EXPECT_EQ(use.pkm_values, c.pkm_layers.size() * c.pkm_n_keys * c.pkm_n_keys * c.pkm_v_dim *
+                                sizeof(float));
+  EXPECT_EQ(use.kv_cache, cuda->kv_cache_bytes());
+  EXPECT_EQ(use.total(), cuda->backend().allocated_bytes());
 }
 
 }  // namespace
