@@ -62,6 +62,21 @@ PY
   kill -TERM "$server"; wait "$server"
   echo "pkmserve --device=$device exited $?"
 done
-echo "== scores (cuda, then cpu: equal to 1e-3 relative is the bar)"
-cat "$OUT"/score_*.txt 2>/dev/null
+echo "== perplexity served on each device (equal to 1e-3 relative is the bar)"
+python3 - "$OUT" $DEVICES <<'PY' || status=1
+import re, sys
+from pathlib import Path
+out, devices = Path(sys.argv[1]), sys.argv[2:]
+ppl = {}
+for d in devices:
+    f = out / f"score_{d}.txt"
+    text = f.read_text() if f.exists() else ""
+    ppl[d] = dict(re.findall(r"^(\S+): PPL = ([0-9.]+)", text, re.M))
+    print(d, text.strip() or "(no scores)")
+if len(devices) == 2 and all(ppl.values()):
+    a, b = (ppl[d] for d in devices)
+    worst = max(abs(float(a[k]) - float(b[k])) / float(b[k]) for k in a.keys() & b.keys())
+    print(f"largest relative difference {devices[0]} vs {devices[1]}: {worst:.2e}")
+    sys.exit(0 if worst <= 1e-3 else 1)
+PY
 exit $status
