@@ -451,9 +451,7 @@ DeviceMemoryUse Engine::device_memory() const {
   DeviceMemoryUse use;
   use.pkm_values = pkm_value_bytes_;
   use.weights = weight_bytes_ - pkm_value_bytes_;
-  for (const auto* layers : {&k_cache_, &v_cache_}) {
-    for (const DeviceBuffer& b : *layers) use.kv_cache += b.bytes();
-  }
+  use.kv_cache = kv_cache_bytes();
   const size_t held = use.weights + use.pkm_values + use.kv_cache;
   const size_t allocated = backend_->allocated_bytes();
   use.workspace = allocated > held ? allocated - held : 0;

@@ -129,11 +129,15 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
                       .Help("Memory the engine holds on its device, by kind: weights, pkm_values "
                             "(the memory layers' value tables), kv_cache, workspace.")
                       .Register(*registry_);
-  const char* kinds[] = {"weights", "pkm_values", "kv_cache", "workspace"};
-  for (int i = 0; i < 4; ++i) {
+  const std::pair<const char*, size_t DeviceMemoryUse::*> kinds[] = {
+      {"weights", &DeviceMemoryUse::weights},
+      {"pkm_values", &DeviceMemoryUse::pkm_values},
+      {"kv_cache", &DeviceMemoryUse::kv_cache},
+      {"workspace", &DeviceMemoryUse::workspace}};
+  for (const auto& [kind, field] : kinds) {
     prometheus::Labels with_kind = device;
-    with_kind["kind"] = kinds[i];
-    device_by_kind_[i] = &by_kind.Add(with_kind);
+    with_kind["kind"] = kind;
+    device_by_kind_.push_back({field, &by_kind.Add(with_kind)});
   }
   device_total_ = &prometheus::BuildGauge()
                        .Name("pkmserve_device_memory_total_bytes")
@@ -194,10 +198,9 @@ std::vector<prometheus::MetricFamily> ServerMetrics::Collect() const {
     kv_usage_->Set(s.kv_usage);
     rss_->Set(ResidentBytes());
     device_used_->Set(static_cast<double>(s.device_memory.total()));
-    device_by_kind_[0]->Set(static_cast<double>(s.device_memory.weights));
-    device_by_kind_[1]->Set(static_cast<double>(s.device_memory.pkm_values));
-    device_by_kind_[2]->Set(static_cast<double>(s.device_memory.kv_cache));
-    device_by_kind_[3]->Set(static_cast<double>(s.device_memory.workspace));
+    for (const auto& [field, gauge] : device_by_kind_) {
+      gauge->Set(static_cast<double>(s.device_memory.*field));
+    }
     device_total_->Set(static_cast<double>(s.device_memory_total));
     prompt_tokens_->Increment(static_cast<double>(s.prompt_tokens - last_.prompt_tokens));
     generation_tokens_->Increment(

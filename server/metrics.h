@@ -19,6 +19,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "server/scheduler.h"
@@ -86,7 +87,8 @@ class ServerMetrics final : public prometheus::Collectable, public SchedulerObse
   prometheus::Gauge* kv_usage_;
   prometheus::Gauge* rss_;
   prometheus::Gauge* device_used_;
-  prometheus::Gauge* device_by_kind_[4];  // weights, pkm_values, kv_cache, workspace
+  // pkmserve_device_memory_bytes{kind}: the field of DeviceMemoryUse each series shows.
+  std::vector<std::pair<size_t DeviceMemoryUse::*, prometheus::Gauge*>> device_by_kind_;
   prometheus::Gauge* device_total_;
   // Counters the scheduler keeps; each scrape adds what they grew by since the last one.
   prometheus::Counter* prompt_tokens_;
