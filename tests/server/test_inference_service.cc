@@ -59,13 +59,22 @@ Stream RunGenerate(v1::Inference::Stub& stub, const v1::GenerateRequest& request
 
 class InferenceServiceTest : public ServerTest {
  protected:
-  void ExpectKvReturnsToZero() {
+  // Waits until the scheduler has ended `accepted` requests and published an idle snapshot.
+  // The count matters: a client sees its call end before the scheduler's next snapshot, so a
+  // snapshot taken before the request ran is idle too and proves nothing.
+  void ExpectKvReturnsToZero(uint64_t accepted) {
     for (int i = 0; i < 500; ++i) {
       const SchedulerStats s = scheduler_->Stats();
-      if (s.kv_usage == 0.0 && s.running == 0 && s.waiting == 0) break;
+      if (s.requests_finished >= accepted && s.kv_usage == 0.0 && s.running == 0 &&
+          s.waiting == 0) {
+        break;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    EXPECT_EQ(scheduler_->Stats().kv_usage, 0.0);
+    const SchedulerStats s = scheduler_->Stats();
+    EXPECT_EQ(s.requests_finished, accepted);
+    EXPECT_EQ(s.kv_usage, 0.0);
+    // Stats() locked the mutex the engine thread published under after its last release.
     EXPECT_EQ(engine_->kv_cache().used_blocks(), 0);
   }
 };
@@ -215,7 +224,7 @@ TEST_F(InferenceServiceTest, SixtyFourConcurrentSeededStreamsEqualTheirSoloRuns)
     EXPECT_EQ(results[i].tokens(), alone->tokens) << "stream " << i;
     EXPECT_EQ(results[i].text(), alone->text) << "stream " << i;
   }
-  ExpectKvReturnsToZero();
+  ExpectKvReturnsToZero(kStreams);
 }
 
 TEST_F(InferenceServiceTest, CancellingMidStreamFreesTheKvCache) {
@@ -232,7 +241,7 @@ TEST_F(InferenceServiceTest, CancellingMidStreamFreesTheKvCache) {
   while (reader->Read(&msg)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  ExpectKvReturnsToZero();
+  ExpectKvReturnsToZero(1);
 }
 
 TEST_F(InferenceServiceTest, DeadlineEndsTheCall) {
@@ -245,7 +254,7 @@ TEST_F(InferenceServiceTest, DeadlineEndsTheCall) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(40));
   const Stream s = RunGenerate(*stub_, req, &ctx);
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  ExpectKvReturnsToZero();
+  ExpectKvReturnsToZero(1);
 }
 
 TEST_F(InferenceServiceTest, FullQueueAnswersResourceExhausted) {
@@ -271,8 +280,9 @@ TEST_F(InferenceServiceTest, FullQueueAnswersResourceExhausted) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   for (auto& c : contexts) c->TryCancel();
   for (auto& t : clients) t.join();
-  EXPECT_GE(std::count(codes.begin(), codes.end(), grpc::StatusCode::RESOURCE_EXHAUSTED), 2);
-  ExpectKvReturnsToZero();
+  const auto refused = std::count(codes.begin(), codes.end(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_GE(refused, 2);
+  ExpectKvReturnsToZero(static_cast<uint64_t>(4 - refused));
 }
 
 TEST_F(InferenceServiceTest, DrainingAnswersUnavailable) {
@@ -374,7 +384,7 @@ TEST_F(InferenceServiceTest, InvalidArgumentsNameTheField) {
   const grpc::Status st = stub_->Detokenize(&ctx, detok, &detok_resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(st.error_message().find("ids[1]"), std::string::npos) << st.error_message();
-  ExpectKvReturnsToZero();
+  ExpectKvReturnsToZero(0);  // nothing was accepted
 }
 
 TEST_F(InferenceServiceTest, BearerTokenIsRequiredWhenConfigured) {
