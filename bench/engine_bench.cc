@@ -6,8 +6,7 @@
 // plus peak resident memory against the engine's weight and KV cache bytes.
 // Token ids are drawn with a fixed seed: speed does not depend on content.
 //
-//   build/bin/engine_bench [--model DIR] [--device cpu|cuda|auto] [--threads N]
-//                          [--decode-batch B] [--out FILE.json]
+//   build/bin/engine_bench --help   (lists the flags and their defaults)
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -40,25 +39,60 @@ void Check(const pkm::Status& s, const char* what) {
   }
 }
 
+constexpr char kUsage[] = R"(usage: engine_bench [flags]
+  --model DIR          model directory (models/pkm-small)
+  --device NAME        cpu, cuda or auto (cpu)
+  --threads N          CPU threads (2)
+  --decode-batch B     streams decoded in lockstep (1)
+  --prompt-tokens N    prompt tokens prefilled before decoding (16)
+  --decode-tokens N    decode steps after the prompt (128)
+  --score-batch N      sequences scored in one step (32)
+  --score-len N        tokens per scored sequence (256)
+  --repeats N          timed runs, best taken, after one warm-up (3)
+  --out FILE.json      also write the results as JSON
+)";
+
+// A positive integer flag value, or exit 2 naming the flag.
+int PositiveInt(const std::string& flag, const std::string& value) {
+  char* end = nullptr;
+  const long n = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || n < 1 || n > (1 << 20)) {
+    std::fprintf(stderr, "engine_bench: %s must be a positive integer, got '%s'\n", flag.c_str(),
+                 value.c_str());
+    std::exit(2);
+  }
+  return static_cast<int>(n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model_dir = "models/pkm-small", out, device = "cpu", engine_name;
   int threads = 2, prompt_tokens = 16, decode_tokens = 128, score_batch = 32, score_len = 256;
   int repeats = 3, decode_batch = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i], v = argv[i + 1];
+  for (int i = 1; i < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (i + 1 == argc) {
+      std::fprintf(stderr, "engine_bench: %s needs a value\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+    const std::string v = argv[i + 1];
     if (a == "--model") model_dir = v;
     else if (a == "--device") device = v;
-    else if (a == "--decode-batch") decode_batch = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--threads") threads = std::atoi(v.c_str());
+    else if (a == "--decode-batch") decode_batch = PositiveInt(a, v);
+    else if (a == "--threads") threads = PositiveInt(a, v);
     else if (a == "--out") out = v;
-    else if (a == "--decode-tokens") decode_tokens = std::atoi(v.c_str());
-    else if (a == "--score-batch") score_batch = std::atoi(v.c_str());
-    else if (a == "--score-len") score_len = std::atoi(v.c_str());
-    else if (a == "--repeats") repeats = std::atoi(v.c_str());
+    else if (a == "--prompt-tokens") prompt_tokens = PositiveInt(a, v);
+    else if (a == "--decode-tokens") decode_tokens = PositiveInt(a, v);
+    else if (a == "--score-batch") score_batch = PositiveInt(a, v);
+    else if (a == "--score-len") score_len = PositiveInt(a, v);
+    else if (a == "--repeats") repeats = PositiveInt(a, v);
     else {
-      std::fprintf(stderr, "engine_bench: unknown flag %s\n", a.c_str());
+      std::fprintf(stderr, "engine_bench: unknown flag %s\n%s", a.c_str(), kUsage);
       return 2;
     }
   }
