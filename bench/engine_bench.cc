@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/args.h"
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
@@ -39,63 +40,57 @@ void Check(const pkm::Status& s, const char* what) {
   }
 }
 
-constexpr char kUsage[] = R"(usage: engine_bench [flags]
-  --model DIR          model directory (models/pkm-small)
-  --device NAME        cpu, cuda or auto (cpu)
-  --threads N          CPU threads (2)
-  --decode-batch B     streams decoded in lockstep (1)
-  --prompt-tokens N    prompt tokens prefilled before decoding (16)
-  --decode-tokens N    decode steps after the prompt (128)
-  --score-batch N      sequences scored in one step (32)
-  --score-len N        tokens per scored sequence (256)
-  --repeats N          timed runs, best taken, after one warm-up (3)
-  --out FILE.json      also write the results as JSON
-)";
+const std::vector<pkm::cli::FlagSpec> kFlags = {
+    {"model", "DIR", "model directory", "models/pkm-small"},
+    {"device", "NAME", "cpu, cuda or auto", "cpu"},
+    {"threads", "N", "CPU threads", "2"},
+    {"decode-batch", "B", "streams decoded in lockstep", "1"},
+    {"prompt-tokens", "N", "prompt tokens prefilled before decoding", "16"},
+    {"decode-tokens", "N", "decode steps after the prompt", "128"},
+    {"score-batch", "N", "sequences scored in one step", "32"},
+    {"score-len", "N", "tokens per scored sequence", "256"},
+    {"repeats", "N", "timed runs, best taken, after one warm-up", "3"},
+    {"out", "FILE.json", "also write the results as JSON", ""},
+    {"help", "", "show this help", ""},
+};
 
-// A positive integer flag value, or exit 2 naming the flag.
-int PositiveInt(const std::string& flag, const std::string& value) {
-  char* end = nullptr;
-  const long n = std::strtol(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || n < 1 || n > (1 << 20)) {
-    std::fprintf(stderr, "engine_bench: %s must be a positive integer, got '%s'\n", flag.c_str(),
-                 value.c_str());
-    std::exit(2);
-  }
-  return static_cast<int>(n);
+[[noreturn]] void UsageError(const pkm::Status& s) {
+  std::fprintf(stderr, "engine_bench: %s\n", s.message().c_str());
+  std::exit(2);
+}
+
+// A count flag's value, or exit 2 naming the flag.
+int Count(const pkm::cli::Args& args, const std::string& name) {
+  auto n = args.GetInt(name, 1, 1 << 20);
+  if (!n.ok()) UsageError(n.status());
+  return static_cast<int>(*n);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir = "models/pkm-small", out, device = "cpu", engine_name;
-  int threads = 2, prompt_tokens = 16, decode_tokens = 128, score_batch = 32, score_len = 256;
-  int repeats = 3, decode_batch = 1;
-  for (int i = 1; i < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (i + 1 == argc) {
-      std::fprintf(stderr, "engine_bench: %s needs a value\n%s", a.c_str(), kUsage);
-      return 2;
-    }
-    const std::string v = argv[i + 1];
-    if (a == "--model") model_dir = v;
-    else if (a == "--device") device = v;
-    else if (a == "--decode-batch") decode_batch = PositiveInt(a, v);
-    else if (a == "--threads") threads = PositiveInt(a, v);
-    else if (a == "--out") out = v;
-    else if (a == "--prompt-tokens") prompt_tokens = PositiveInt(a, v);
-    else if (a == "--decode-tokens") decode_tokens = PositiveInt(a, v);
-    else if (a == "--score-batch") score_batch = PositiveInt(a, v);
-    else if (a == "--score-len") score_len = PositiveInt(a, v);
-    else if (a == "--repeats") repeats = PositiveInt(a, v);
-    else {
-      std::fprintf(stderr, "engine_bench: unknown flag %s\n%s", a.c_str(), kUsage);
-      return 2;
-    }
+  const std::vector<std::string> argv_list(argv + 1, argv + argc);
+  auto args = pkm::cli::Args::Parse(argv_list, kFlags);
+  if (!args.ok()) UsageError(args.status());
+  if (args->Has("help")) {
+    const std::string help = pkm::cli::HelpText(
+        "engine_bench [flags]", "Decode and scoring throughput and peak memory of the engine.",
+        kFlags);
+    std::fputs(help.c_str(), stdout);
+    return 0;
   }
+  if (!args->positional().empty()) {
+    UsageError(pkm::Status(pkm::StatusCode::kInvalidArgument,
+                           "takes no positional arguments, got '" + args->positional()[0] + "'"));
+  }
+  const std::string model_dir = args->Get("model"), device = args->Get("device");
+  const std::string out = args->Get("out");
+  const int threads = Count(*args, "threads"), decode_batch = Count(*args, "decode-batch");
+  const int prompt_tokens = Count(*args, "prompt-tokens");
+  const int decode_tokens = Count(*args, "decode-tokens");
+  const int score_batch = Count(*args, "score-batch"), score_len = Count(*args, "score-len");
+  const int repeats = Count(*args, "repeats");
+  std::string engine_name;
   // The model file is mapped only while the engine copies its weights.
   std::unique_ptr<pkm::Engine> engine_ptr;
   pkm::ModelConfig cfg;

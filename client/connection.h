@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "client/args.h"
+#include "common/args.h"
 #include "common/status.h"
 #include "pkmserve/v1/inference.grpc.pb.h"
 

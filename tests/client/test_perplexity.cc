@@ -5,7 +5,6 @@
 
 #include <cmath>
 
-#include "client/args.h"
 #include "client/bench_stats.h"
 
 namespace pkm::cli {
@@ -57,24 +56,6 @@ TEST(Summarize, PerplexityAndItsStandardError) {
   EXPECT_NEAR(s.perplexity_error, std::exp(2.0) * std::sqrt(1.0 / 3.0), 1e-9);
   EXPECT_EQ(Summarize({-0.5f}).mean_nll_error, 0.0);
   EXPECT_EQ(Summarize({}).count, 0);
-}
-
-TEST(Args, FlagsValuesAndErrors) {
-  const std::vector<FlagSpec> specs = {{"ctx", "N", "", "512"}, {"json", "", "", ""},
-                                       {"stop", "TEXT", "", ""}};
-  auto a = Args::Parse({"--ctx=64", "file", "--json", "--stop", "x", "--stop", "y", "-"}, specs);
-  ASSERT_TRUE(a.ok()) << a.status().ToString();
-  EXPECT_EQ(*a->GetInt("ctx", 2, 256), 64);
-  EXPECT_TRUE(a->Has("json"));
-  EXPECT_EQ(a->GetAll("stop"), (std::vector<std::string>{"x", "y"}));
-  EXPECT_EQ(a->positional(), (std::vector<std::string>{"file", "-"}));
-  auto defaults = Args::Parse({}, specs);
-  EXPECT_EQ(defaults->Get("ctx"), "512");
-  EXPECT_FALSE(defaults->GetInt("ctx", 2, 256).ok());  // out of range names the flag
-  EXPECT_NE(defaults->GetInt("ctx", 2, 256).status().message().find("--ctx"), std::string::npos);
-  EXPECT_FALSE(Args::Parse({"--nope"}, specs).ok());
-  EXPECT_FALSE(Args::Parse({"--ctx"}, specs).ok());
-  EXPECT_FALSE(Args::Parse({"--json=1"}, specs).ok());
 }
 
 // 1, 2, ..., 100 ms in shuffled order: numpy.percentile gives 50.5, 90.1 and 99.01.

@@ -1,4 +1,4 @@
-#include "client/args.h"
+#include "common/args.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,6 +1,7 @@
-// A small command-line parser for pkm's subcommands: --name value, --name=value, boolean
-// --name, and positional arguments ("-" is positional). Each subcommand declares its flags, so
-// errors and --help are specific to it.
+// A small command-line parser for pkm's subcommands and the benchmarks: --name value,
+// --name=value, boolean --name, and positional arguments ("-" is positional). Each command
+// declares its flags, so errors and --help are specific to it. Standard library only, so the
+// benchmarks use it where gRPC and Abseil are absent.
 #pragma once
 
 #include <string>
