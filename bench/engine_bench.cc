@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "common/args.h"
+#include "bench/flags.h"
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
@@ -40,56 +40,30 @@ void Check(const pkm::Status& s, const char* what) {
   }
 }
 
-const std::vector<pkm::cli::FlagSpec> kFlags = {
-    {"model", "DIR", "model directory", "models/pkm-small"},
-    {"device", "NAME", "cpu, cuda or auto", "cpu"},
-    {"threads", "N", "CPU threads", "2"},
-    {"decode-batch", "B", "streams decoded in lockstep", "1"},
-    {"prompt-tokens", "N", "prompt tokens prefilled before decoding", "16"},
-    {"decode-tokens", "N", "decode steps after the prompt", "128"},
-    {"score-batch", "N", "sequences scored in one step", "32"},
-    {"score-len", "N", "tokens per scored sequence", "256"},
-    {"repeats", "N", "timed runs, best taken, after one warm-up", "3"},
-    {"out", "FILE.json", "also write the results as JSON", ""},
-    {"help", "", "show this help", ""},
-};
-
-[[noreturn]] void UsageError(const pkm::Status& s) {
-  std::fprintf(stderr, "engine_bench: %s\n", s.message().c_str());
-  std::exit(2);
-}
-
-// A count flag's value, or exit 2 naming the flag.
-int Count(const pkm::cli::Args& args, const std::string& name) {
-  auto n = args.GetInt(name, 1, 1 << 20);
-  if (!n.ok()) UsageError(n.status());
-  return static_cast<int>(*n);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> argv_list(argv + 1, argv + argc);
-  auto args = pkm::cli::Args::Parse(argv_list, kFlags);
-  if (!args.ok()) UsageError(args.status());
-  if (args->Has("help")) {
-    const std::string help = pkm::cli::HelpText(
-        "engine_bench [flags]", "Decode and scoring throughput and peak memory of the engine.",
-        kFlags);
-    std::fputs(help.c_str(), stdout);
-    return 0;
-  }
-  if (!args->positional().empty()) {
-    UsageError(pkm::Status(pkm::StatusCode::kInvalidArgument,
-                           "takes no positional arguments, got '" + args->positional()[0] + "'"));
-  }
-  const std::string model_dir = args->Get("model"), device = args->Get("device");
-  const std::string out = args->Get("out");
-  const int threads = Count(*args, "threads"), decode_batch = Count(*args, "decode-batch");
-  const int prompt_tokens = Count(*args, "prompt-tokens");
-  const int decode_tokens = Count(*args, "decode-tokens");
-  const int score_batch = Count(*args, "score-batch"), score_len = Count(*args, "score-len");
-  const int repeats = Count(*args, "repeats");
+  const pkm::cli::Args args = pkm::bench::ParseFlagsOrExit(
+      argc, argv, "Decode and scoring throughput and peak memory of the engine.",
+      {{"model", "DIR", "model directory", "models/pkm-small"},
+       {"device", "NAME", "cpu, cuda or auto", "cpu"},
+       {"threads", "N", "CPU threads", "2"},
+       {"decode-batch", "B", "streams decoded in lockstep", "1"},
+       {"prompt-tokens", "N", "prompt tokens prefilled before decoding", "16"},
+       {"decode-tokens", "N", "decode steps after the prompt", "128"},
+       {"score-batch", "N", "sequences scored in one step", "32"},
+       {"score-len", "N", "tokens per scored sequence", "256"},
+       {"repeats", "N", "timed runs, best taken, after one warm-up", "3"},
+       {"out", "FILE.json", "also write the results as JSON", ""}});
+  auto count = [&args](const char* name) {
+    return pkm::bench::IntFlagOrExit(args, name, 1, 1 << 20);
+  };
+  const std::string model_dir = args.Get("model"), device = args.Get("device");
+  const std::string out = args.Get("out");
+  const int threads = count("threads"), decode_batch = count("decode-batch");
+  const int prompt_tokens = count("prompt-tokens"), decode_tokens = count("decode-tokens");
+  const int score_batch = count("score-batch"), score_len = count("score-len");
+  const int repeats = count("repeats");
   std::string engine_name;
   // The model file is mapped only while the engine copies its weights.
   std::unique_ptr<pkm::Engine> engine_ptr;

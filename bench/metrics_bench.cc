@@ -16,9 +16,7 @@
 // to resolve, so the decode step is also measured alone (DecodeSteps): the same steps on two
 // engines, interleaved in short blocks, the "on" side doing the metrics' per-step work.
 //
-//   build/bin/metrics_bench [--model DIR] [--threads N] [--requests N] [--new-tokens N]
-//                           [--concurrency N] [--repeats N] [--window N] [--scrape-ms N]
-//                           [--out FILE]
+//   build/bin/metrics_bench --help   (lists the flags and their defaults)
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
@@ -34,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/flags.h"
 #include "bench/load.h"
 #include "engine/engine.h"
 #include "engine/pkm_usage.h"
@@ -228,25 +227,25 @@ double MetricsWorkPerStep(const Setup& setup, int batch, int refresh) {
 
 int main(int argc, char** argv) {
   using namespace pkm::bench;  // NOLINT: this file is the benchmark
-  std::string model_dir = "models/pkm-small", out;
-  int threads = 2, requests = 128, new_tokens = 64, concurrency = 16, repeats = 5;
-  int window = 8192, scrape_ms = 1000;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--model") model_dir = v;
-    else if (a == "--threads") threads = std::atoi(v.c_str());
-    else if (a == "--requests") requests = std::atoi(v.c_str());
-    else if (a == "--new-tokens") new_tokens = std::atoi(v.c_str());
-    else if (a == "--concurrency") concurrency = std::atoi(v.c_str());
-    else if (a == "--repeats") repeats = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--window") window = std::atoi(v.c_str());
-    else if (a == "--scrape-ms") scrape_ms = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--out") out = v;
-    else {
-      std::fprintf(stderr, "metrics_bench: unknown flag %s\n", a.c_str());
-      return 2;
-    }
-  }
+  const pkm::cli::Args args = ParseFlagsOrExit(
+      argc, argv, "Decode throughput of the gRPC server with every metric on against none.",
+      {{"model", "DIR", "model directory", "models/pkm-small"},
+       {"threads", "N", "CPU threads", "2"},
+       {"requests", "N", "requests per run", "128"},
+       {"new-tokens", "N", "greedy tokens per request", "64"},
+       {"concurrency", "N", "closed-loop clients", "16"},
+       {"repeats", "N", "runs of each side, best taken", "5"},
+       {"window", "N", "tokens in each memory layer's usage window", "8192"},
+       {"scrape-ms", "N", "time between /metrics scrapes", "1000"},
+       {"out", "FILE", "also write the results as JSON", ""}});
+  const std::string model_dir = args.Get("model"), out = args.Get("out");
+  const int threads = IntFlagOrExit(args, "threads", 1, 1024);
+  const int requests = IntFlagOrExit(args, "requests", 1, 1 << 20);
+  const int new_tokens = IntFlagOrExit(args, "new-tokens", 1, 1 << 16);
+  const int concurrency = IntFlagOrExit(args, "concurrency", 1, 4096);
+  const int repeats = IntFlagOrExit(args, "repeats", 1, 1000);
+  const int window = IntFlagOrExit(args, "window", 1, 1 << 24);
+  const int scrape_ms = IntFlagOrExit(args, "scrape-ms", 1, 3600 * 1000);
   const auto [loaded, tokenizer_owned] = LoadOrDie(model_dir);
   const pkm::LoadedModel* model = &loaded;
   const pkm::Tokenizer* tokenizer = tokenizer_owned.get();

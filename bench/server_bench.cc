@@ -11,8 +11,7 @@
 //
 // Each figure is the best of --repeats runs, the two sides alternating.
 //
-//   build/bin/server_bench [--model DIR] [--threads N] [--requests N] [--new-tokens N]
-//                          [--repeats N] [--concurrency N] [--only-batching 1] [--out FILE]
+//   build/bin/server_bench --help   (lists the flags and their defaults)
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -26,6 +25,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/flags.h"
 #include "bench/load.h"
 #include "engine/engine.h"
 #include "server/grpc_server.h"
@@ -33,6 +33,7 @@
 #include "server/scheduler.h"
 
 using pkm::bench::Die;
+using pkm::bench::IntFlagOrExit;
 using pkm::bench::Job;
 using pkm::bench::LoadOrDie;
 using pkm::bench::MakeJobs;
@@ -43,24 +44,25 @@ using pkm::bench::RunInProcess;
 using pkm::bench::ToJson;
 
 int main(int argc, char** argv) {
-  std::string model_dir = "models/pkm-small", out;
-  int threads = 2, requests = 128, new_tokens = 32, repeats = 3;
+  const pkm::cli::Args args = pkm::bench::ParseFlagsOrExit(
+      argc, argv,
+      "gRPC server against the scheduler in-process, and continuous against static batching.",
+      {{"model", "DIR", "model directory", "models/pkm-small"},
+       {"threads", "N", "CPU threads", "2"},
+       {"requests", "N", "requests per overhead run (at least 2 per client)", "128"},
+       {"new-tokens", "N", "greedy tokens per overhead request", "32"},
+       {"repeats", "N", "runs of each side, best taken", "3"},
+       {"concurrency", "N", "overhead at this concurrency only (else 1, 8, 32 and 64)", ""},
+       {"only-batching", "", "skip the overhead comparison", ""},
+       {"out", "FILE", "also write the results as JSON", ""}});
+  const std::string model_dir = args.Get("model"), out = args.Get("out");
+  const int threads = IntFlagOrExit(args, "threads", 1, 1024);
+  const int requests = IntFlagOrExit(args, "requests", 1, 1 << 20);
+  const int new_tokens = IntFlagOrExit(args, "new-tokens", 1, 1 << 16);
+  const int repeats = IntFlagOrExit(args, "repeats", 1, 1000);
   std::vector<int> overhead_concurrency = {1, 8, 32, 64};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--model") model_dir = v;
-    else if (a == "--threads") threads = std::atoi(v.c_str());
-    else if (a == "--requests") requests = std::atoi(v.c_str());
-    else if (a == "--new-tokens") new_tokens = std::atoi(v.c_str());
-    else if (a == "--repeats") repeats = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--out") out = v;
-    else if (a == "--only-batching") overhead_concurrency.clear();
-    else if (a == "--concurrency") overhead_concurrency = {std::atoi(v.c_str())};
-    else {
-      std::fprintf(stderr, "server_bench: unknown flag %s\n", a.c_str());
-      return 2;
-    }
-  }
+  if (args.Has("concurrency")) overhead_concurrency = {IntFlagOrExit(args, "concurrency", 1, 4096)};
+  if (args.Has("only-batching")) overhead_concurrency.clear();
   const auto [loaded, tokenizer_owned] = LoadOrDie(model_dir);
   const pkm::LoadedModel* model = &loaded;
   const pkm::Tokenizer* tokenizer = tokenizer_owned.get();
