@@ -14,19 +14,11 @@ struct cublasContext {
 
 namespace {
 
-float Load(const void* p, cudaDataType_t type, int64_t i) {
-  switch (type) {
-    case CUDA_R_16F:
-      return __half2float(static_cast<const __half*>(p)[i]);
-    case CUDA_R_16BF:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case CUDA_R_32F:
-      break;
-  }
-  return static_cast<const float*>(p)[i];
-}
-
 bool Known(cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
+
+inline float ToFloat(float v) { return v; }
+inline float ToFloat(__half v) { return __half2float(v); }
+inline float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 // One column-major GEMM: C = alpha op(A) op(B) + beta C, C float; C is not read when beta is 0.
 struct Gemm {
@@ -42,19 +34,34 @@ struct Gemm {
   float* c;
   int ldc;
 
-  void Run() const {
+  template <typename TA, typename TB>
+  void RunTyped() const {
+    const TA* A = static_cast<const TA*>(a);
+    const TB* B = static_cast<const TB*>(b);
+    // Element strides of op(A) along (i, l) and of op(B) along (l, j).
+    const int64_t a_i = transa == CUBLAS_OP_N ? 1 : lda, a_l = transa == CUBLAS_OP_N ? lda : 1;
+    const int64_t b_l = transb == CUBLAS_OP_N ? 1 : ldb, b_j = transb == CUBLAS_OP_N ? ldb : 1;
     for (int j = 0; j < n; ++j) {
       for (int i = 0; i < m; ++i) {
+        const TA* ai = A + i * a_i;
+        const TB* bj = B + j * b_j;
         float acc = 0.0f;
-        for (int l = 0; l < k; ++l) {
-          const int64_t ai = transa == CUBLAS_OP_N ? i + int64_t{l} * lda : l + int64_t{i} * lda;
-          const int64_t bi = transb == CUBLAS_OP_N ? l + int64_t{j} * ldb : j + int64_t{l} * ldb;
-          acc += Load(a, a_type, ai) * Load(b, b_type, bi);
-        }
+        for (int l = 0; l < k; ++l) acc += ToFloat(ai[l * a_l]) * ToFloat(bj[l * b_l]);
         float& out = c[i + int64_t{j} * ldc];
         out = beta == 0.0f ? alpha * acc : alpha * acc + beta * out;
       }
     }
+  }
+  void Run() const {  // A and B have one type (checked by the callers)
+    switch (a_type) {
+      case CUDA_R_16F:
+        return RunTyped<__half, __half>();
+      case CUDA_R_16BF:
+        return RunTyped<__nv_bfloat16, __nv_bfloat16>();
+      case CUDA_R_32F:
+        break;
+    }
+    RunTyped<float, float>();
   }
 };
 
