@@ -27,7 +27,7 @@ test-cpp:
 # The loader reads untrusted files, the engine indexes by ids and the scheduler shares state
 # between threads: they run again under ASan + UBSan.
 ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine \
-  test_pkm_usage test_scheduler
+  test_pkm_usage test_scheduler kernels_cuda_emu_test
 test-asan:
 	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
 	  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=OFF $(CMAKE_FLAGS) >/dev/null

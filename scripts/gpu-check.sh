@@ -42,7 +42,7 @@ step() {  # step NAME COMMAND...: runs with a time limit, logs to $OUT/NAME.log,
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 cat "$OUT/gpu.txt"
 step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
+  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=ON -DPKMSERVE_CUDA_ON_CPU=OFF -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
   -DPKMSERVE_DEPS_DIR="$PWD/.gpu-deps"
 step build cmake --build build-gpu --parallel --target kernels_cuda_test kernels_cpu_test \
   pkm_cuda_bench pkm_cuda test_engine_cuda test_backend_loader engine_bench

@@ -10,3 +10,8 @@ def pkmserve(request):
     if not os.path.exists(path):
         pytest.fail(f"{path} not found: build it first (make build)")
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cuda-plugin", default=os.path.join("build", "lib", "libpkm_cuda_emu.so"),
+                     help="the CUDA backend plugin that test_emulated_cuda.py serves with")
