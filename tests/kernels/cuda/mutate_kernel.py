@@ -3,7 +3,8 @@
 fail when the kernels are wrong (tests/kernels/cuda/CMakeLists.txt builds and runs them on the
 emulated CUDA build and passes only when the tests fail).
 
-usage: mutate_kernel.py --list              the mutations, one "name file" per line
+usage: mutate_kernel.py --list              the mutations, one "name file needs" per line, needs
+                                            being "asan" where only AddressSanitizer sees the bug
        mutate_kernel.py NAME SRC_DIR OUT    OUT = SRC_DIR/<file of NAME> with NAME's bug
 
 Each mutation replaces text that must occur exactly once, so a kernel that changed under it
@@ -31,12 +32,13 @@ MUTATIONS = {
     # never write.
     "out-of-bounds-read": ("pkm_gather.cu", "  if (active) {\n", "  if (true) {\n"),
 }
+NEEDS_ASAN = {"out-of-bounds-read"}
 
 
 def main():
     if sys.argv[1:] == ["--list"]:
         for name, (path, _, _) in MUTATIONS.items():
-            print(name, path)
+            print(name, path, "asan" if name in NEEDS_ASAN else "plain")
         return
     if len(sys.argv) != 4 or sys.argv[1] not in MUTATIONS:
         sys.exit(__doc__ + "\nmutations: " + ", ".join(MUTATIONS))
