@@ -7,14 +7,16 @@ function(pkm_warnings target)
       -Wconversion -Wno-sign-conversion $<$<BOOL:${PKMSERVE_WERROR}>:-Werror>>)
 endfunction()
 
-# pkm_test(name SOURCES a.cc b.cc LIBS lib1 lib2): a GoogleTest executable whose tests CTest
-# discovers one by one. Tests run with the repository root as working directory, so they can
-# read models/ and tests/data/ by relative path.
+# pkm_test(name SOURCES a.cc b.cc LIBS lib1 lib2 [PREFIX p.]): a GoogleTest executable whose
+# tests CTest discovers one by one, their names prefixed with PREFIX (for one test source built
+# twice, e.g. on the GPU and on the emulated device). Tests run with the repository root as
+# working directory, so they can read models/ and tests/data/ by relative path.
 function(pkm_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "PREFIX" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
   pkm_warnings(${name})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-  gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} DISCOVERY_TIMEOUT 30)
+  gtest_discover_tests(${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR} DISCOVERY_TIMEOUT 30
+    TEST_PREFIX "${ARG_PREFIX}")
 endfunction()
