@@ -24,8 +24,9 @@ test: build
 test-cpp:
 	@ctest --test-dir $(BUILD) --output-on-failure --timeout 600
 
-# The loader reads untrusted files, the engine indexes by ids and the scheduler shares state
-# between threads: they run again under ASan + UBSan.
+# The loader reads untrusted files, the engine indexes by ids, the scheduler shares state and
+# the CUDA kernels (on HIP-CPU) index shared and device memory by hand:
+# they run again under ASan + UBSan.
 ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine \
   test_pkm_usage test_scheduler kernels_cuda_emu_test
 test-asan:

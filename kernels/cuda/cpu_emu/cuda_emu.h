@@ -10,10 +10,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
-#include <tuple>
-#include <unordered_map>
-#include <utility>
 
 // ---- device-code spellings -----------------------------------------------------------------
 // HIP-CPU's own meanings do not fit host code built with the project's warnings: an empty
