@@ -7,18 +7,18 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cuda/pkm_device.cuh"
+
+// The loops are always plain fp32 (pedantic math), so a handle holds only its stream.
 struct cublasContext {
   cudaStream_t stream = nullptr;
-  cublasMath_t math = CUBLAS_DEFAULT_MATH;
 };
 
 namespace {
 
 bool Known(cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
 
-inline float ToFloat(float v) { return v; }
-inline float ToFloat(__half v) { return __half2float(v); }
-inline float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+using pkm::cuda::ToFloat;
 
 // One column-major GEMM: C = alpha op(A) op(B) + beta C, C float; C is not read when beta is 0.
 struct Gemm {
@@ -34,17 +34,17 @@ struct Gemm {
   float* c;
   int ldc;
 
-  template <typename TA, typename TB>
+  template <typename T>
   void RunTyped() const {
-    const TA* A = static_cast<const TA*>(a);
-    const TB* B = static_cast<const TB*>(b);
+    const T* A = static_cast<const T*>(a);
+    const T* B = static_cast<const T*>(b);
     // Element strides of op(A) along (i, l) and of op(B) along (l, j).
     const int64_t a_i = transa == CUBLAS_OP_N ? 1 : lda, a_l = transa == CUBLAS_OP_N ? lda : 1;
     const int64_t b_l = transb == CUBLAS_OP_N ? 1 : ldb, b_j = transb == CUBLAS_OP_N ? ldb : 1;
     for (int j = 0; j < n; ++j) {
       for (int i = 0; i < m; ++i) {
-        const TA* ai = A + i * a_i;
-        const TB* bj = B + j * b_j;
+        const T* ai = A + i * a_i;
+        const T* bj = B + j * b_j;
         float acc = 0.0f;
         for (int l = 0; l < k; ++l) acc += ToFloat(ai[l * a_l]) * ToFloat(bj[l * b_l]);
         float& out = c[i + int64_t{j} * ldc];
@@ -55,13 +55,13 @@ struct Gemm {
   void Run() const {  // A and B have one type (checked by the callers)
     switch (a_type) {
       case CUDA_R_16F:
-        return RunTyped<__half, __half>();
+        return RunTyped<__half>();
       case CUDA_R_16BF:
-        return RunTyped<__nv_bfloat16, __nv_bfloat16>();
+        return RunTyped<__nv_bfloat16>();
       case CUDA_R_32F:
         break;
     }
-    RunTyped<float, float>();
+    RunTyped<float>();
   }
 };
 
@@ -115,10 +115,8 @@ cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
   handle->stream = stream;
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
-  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  handle->math = mode;
-  return CUBLAS_STATUS_SUCCESS;
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
+  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 const char* cublasGetStatusString(cublasStatus_t status) {
   switch (status) {

@@ -9,21 +9,12 @@
 #include <numeric>
 #include <vector>
 
+#include "tests/kernels/cuda/cuda_test_util.h"
+
 namespace {
 
-template <typename T>
-T* Upload(const std::vector<T>& v) {
-  void* p = nullptr;
-  EXPECT_EQ(cudaMalloc(&p, v.size() * sizeof(T)), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  return static_cast<T*>(p);
-}
-template <typename T>
-std::vector<T> Download(const T* p, size_t n) {
-  std::vector<T> v(n);
-  EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-  return v;
-}
+using pkm::cuda::Download;
+using pkm::cuda::Upload;
 
 // Warp w sums its lanes' values w + 1 times over: warps shuffle different numbers of times
 // between two block barriers, as the selection's sub-key dots do.
