@@ -1,0 +1,31 @@
+#include "common/utf8.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace pkm {
+namespace {
+
+TEST(Utf8, AcceptsWellFormedText) {
+  EXPECT_EQ(FirstInvalidUtf8(""), std::nullopt);
+  EXPECT_EQ(FirstInvalidUtf8("plain ascii\n"), std::nullopt);
+  EXPECT_EQ(FirstInvalidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), std::nullopt);
+  EXPECT_EQ(FirstInvalidUtf8("\xF4\x8F\xBF\xBF"), std::nullopt);  // U+10FFFF
+  EXPECT_EQ(FirstInvalidUtf8(std::string("a\0b", 3)), std::nullopt);
+}
+
+TEST(Utf8, ReportsTheOffsetOfTheFirstBadByte) {
+  EXPECT_EQ(FirstInvalidUtf8("abc\xFF"), 3u);
+  EXPECT_EQ(FirstInvalidUtf8("ab\x80"), 2u);            // a lone continuation byte
+  EXPECT_EQ(FirstInvalidUtf8("x\xC3"), 1u);             // truncated at the end
+  EXPECT_EQ(FirstInvalidUtf8("x\xE2\x82y"), 1u);        // truncated in the middle
+  EXPECT_EQ(FirstInvalidUtf8("\xC0\xAF"), 0u);          // overlong '/'
+  EXPECT_EQ(FirstInvalidUtf8("ok\xE0\x80\xAF"), 2u);    // overlong 3-byte form
+  EXPECT_EQ(FirstInvalidUtf8("\xED\xA0\x80"), 0u);      // a surrogate, U+D800
+  EXPECT_EQ(FirstInvalidUtf8("\xF4\x90\x80\x80"), 0u);  // above U+10FFFF
+  EXPECT_EQ(FirstInvalidUtf8("\xC3\xA9\xC3\xA9\xF5"), 4u);
+}
+
+}  // namespace
+}  // namespace pkm
