@@ -63,13 +63,17 @@ StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions&
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   grpc::ServerBuilder builder;
+  // gRPC binds with SO_REUSEPORT by default, so a second server on a busy port would start and
+  // take half its connections: bind exclusively.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.RegisterService(service);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return Status(StatusCode::kUnavailable,
                   "--listen: cannot listen on " + options.listen +
-                      " (expected host:port that is free, e.g. 127.0.0.1:50051)");
+                      " (in use, or not an address of this host; expected a free host:port, "
+                      "e.g. 127.0.0.1:50051)");
   }
   server->SetServing(true);
   return server;

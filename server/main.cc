@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "common/version.h"
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
@@ -23,7 +24,9 @@
 #include "server/grpc_server.h"
 #include "server/metrics.h"
 #include "server/inference_service.h"
+#include "server/log.h"
 #include "server/model_info.h"
+#include "server/port_check.h"
 #include "server/scheduler.h"
 #include "server/server_flags.h"
 
@@ -34,8 +37,13 @@ constexpr int kExitBadModel = 2;
 constexpr int kExitCannotServe = 3;
 
 int Fail(int code, const pkm::Status& status) {
-  std::fprintf(stderr, "pkmserve: %s\n", status.ToString().c_str());
+  pkm::Log(pkm::LogLevel::kError, status.message(),
+           {{"code", pkm::StatusCodeName(status.code())}, {"exit", code}});
   return code;
+}
+
+void Info(const std::string& message, const nlohmann::json& fields = nullptr) {
+  pkm::Log(pkm::LogLevel::kInfo, message, fields);
 }
 
 }  // namespace
@@ -50,16 +58,39 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   pkm::StatusOr<pkm::ServerSettings> settings = pkm::ParseServerFlags(argc, argv);
-  if (!settings.ok()) return Fail(kExitUsage, settings.status());
+  if (!settings.ok()) {
+    std::fprintf(stderr, "pkmserve: %s\n", settings.status().message().c_str());
+    return kExitUsage;
+  }
+  if (!settings->print_and_exit.empty()) {
+    std::fputs(settings->print_and_exit.c_str(), stdout);
+    return 0;
+  }
+  pkm::ConfigureLog(settings->log);
+  const bool metrics_on = !settings->metrics_listen.empty();
+  // Ports first: a busy one fails now, not after the model has loaded.
+  if (!settings->check_only) {
+    if (pkm::Status s = pkm::CheckCanListen(settings->grpc.listen, "--listen"); !s.ok()) {
+      return Fail(kExitCannotServe, s);
+    }
+    if (metrics_on) {
+      if (pkm::Status s = pkm::CheckCanListen(settings->metrics_listen, "--metrics-listen");
+          !s.ok()) {
+        return Fail(kExitCannotServe, s);
+      }
+    }
+  }
 
   pkm::StatusOr<pkm::LoadedModel> model = pkm::LoadModel(settings->model_dir);
   if (!model.ok()) return Fail(kExitBadModel, model.status());
   auto tokenizer = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
   if (!tokenizer.ok()) return Fail(kExitBadModel, tokenizer.status());
-  std::fprintf(stderr, "pkmserve: model loaded: %s\n  %s\n", settings->model_dir.c_str(),
-               model->Summary().c_str());
+  Info("model loaded", {{"path", settings->model_dir}, {"summary", model->Summary()}});
+  if (pkm::Status s = pkm::CheckLimitsFitModel(settings->limits, model->config().max_seq_len);
+      !s.ok()) {
+    return Fail(kExitUsage, s);
+  }
 
-  const bool metrics_on = !settings->metrics_listen.empty();
   // The exporter starts before the CUDA plugin is opened (DESIGN: cuBLASLt's libraries loaded
   // before it break the exporter's threads); its metrics are registered once they exist.
   std::unique_ptr<prometheus::Exposer> exposer;
@@ -76,10 +107,10 @@ int main(int argc, char** argv) {
   pkm::StatusOr<pkm::BackendChoice> backend = pkm::MakeBackend(settings->device, settings->threads);
   if (!backend.ok()) return Fail(kExitCannotServe, backend.status());
   if (!backend->fallback.empty()) {
-    std::fprintf(stderr, "pkmserve: --device=auto: no CUDA (%s); serving on the CPU\n",
-                 backend->fallback.c_str());
+    pkm::Log(pkm::LogLevel::kWarning,
+             "--device=auto: no CUDA (" + backend->fallback + "); serving on the CPU");
   }
-  std::fprintf(stderr, "pkmserve: backend %s\n", backend->description.c_str());
+  Info("backend " + backend->description);
   settings->device = backend->device;
   auto engine = pkm::Engine::Create(
       *model, std::move(backend->backend),
@@ -104,8 +135,8 @@ int main(int argc, char** argv) {
                                 std::to_string(model->config().max_seq_len) + "; raise it"));
   }
   if (settings->check_only) {
-    std::fprintf(stderr, "pkmserve: check passed (engine on %s, KV cache %d positions)\n",
-                 settings->device.c_str(), kv_positions);
+    Info("check passed (engine on " + settings->device + ", KV cache " +
+         std::to_string(kv_positions) + " positions)");
     return 0;
   }
 
@@ -149,18 +180,19 @@ int main(int argc, char** argv) {
   std::string host = settings->grpc.listen.substr(0, settings->grpc.listen.rfind(':'));
   if (exposer) {
     const std::vector<int> metrics_ports = exposer->GetListeningPorts();
-    std::fprintf(stderr, "pkmserve: metrics on http://%s:%d/metrics\n",
-                 settings->metrics_listen.substr(0, settings->metrics_listen.rfind(':')).c_str(),
-                 metrics_ports.empty() ? 0 : metrics_ports.front());
+    Info("metrics on http://" +
+         settings->metrics_listen.substr(0, settings->metrics_listen.rfind(':')) + ":" +
+         std::to_string(metrics_ports.empty() ? 0 : metrics_ports.front()) + "/metrics");
   }
-  std::fprintf(stderr, "pkmserve: listening on %s:%d%s%s\n", host.c_str(), (*server)->port(),
-               settings->grpc.tls.cert_file.empty() ? "" : " (TLS)",
-               settings->auth_token.empty() ? "" : " (bearer token required)");
+  Info("listening on " + host + ":" + std::to_string((*server)->port()) +
+           (settings->grpc.tls.cert_file.empty() ? "" : " (TLS)") +
+           (settings->auth_token.empty() ? "" : " (bearer token required)"),
+       {{"version", pkm::VersionLine()}});
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::fprintf(stderr, "pkmserve: %s: draining (up to %.0f s)\n",
-               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", settings->drain_timeout_s);
+  Info(std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining",
+       {{"drain_timeout_s", settings->drain_timeout_s}});
   (*server)->SetServing(false);
   scheduler->BeginDrain();
   const bool clean = scheduler->WaitIdle(
@@ -171,8 +203,9 @@ int main(int argc, char** argv) {
   // flush, then close.
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   const pkm::SchedulerStats stats = scheduler->Stats();
-  std::fprintf(stderr, "pkmserve: drained%s; %llu requests served, exiting\n",
-               clean ? "" : " (drain timeout: remaining requests ended with UNAVAILABLE)",
-               static_cast<unsigned long long>(stats.requests_finished));
+  Info(std::string("drained") +
+           (clean ? "" : " (drain timeout: remaining requests ended with UNAVAILABLE)") +
+           "; exiting",
+       {{"requests", stats.requests_finished}});
   return 0;
 }

@@ -1,18 +1,21 @@
 #include "server/server_flags.h"
 
 #include <absl/flags/flag.h>
-#include <absl/flags/parse.h>
-#include <absl/flags/usage.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <vector>
 #include <algorithm>
 
+#include "common/version.h"
+#include "server/command_line.h"
+
 ABSL_FLAG(std::string, model, PKMSERVE_DEFAULT_MODEL_DIR,
-          "model directory: config.json, model.safetensors, tokenizer.model");
+          "model directory: config.json, model.safetensors, tokenizer.model (or give it as "
+          "the one positional argument: pkmserve DIR)");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address host:port (port 0 picks a free port, printed at start)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
@@ -27,9 +30,13 @@ ABSL_FLAG(int, max_batch_tokens, 512,
           "tokens per engine step: decode tokens plus prefill chunks, [1, 65536]");
 ABSL_FLAG(int, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED, [0, 1000000]");
 ABSL_FLAG(int, max_running, 256, "sequences batched in one step, [1, 4096]");
-ABSL_FLAG(int, max_prompt_tokens, 0, "longest prompt accepted (0: the model's max_seq_len - 1)");
+ABSL_FLAG(int, max_prompt_tokens, 0,
+          "longest prompt accepted, at most the model's max_seq_len - 1 (0: that); longer "
+          "prompts are refused unless the request sets truncate");
 ABSL_FLAG(int, max_new_tokens, 0,
-          "most tokens one request may generate (0: the model's max_seq_len - 1)");
+          "most tokens one request may generate, at most the model's max_seq_len - 1 (0: that); "
+          "a request that leaves max_new_tokens unset generates until EOS, a stop string, this "
+          "limit or the end of the context");
 ABSL_FLAG(std::string, kv_cache_bytes, "256M", "KV cache memory, e.g. 268435456, 256M, 1G");
 ABSL_FLAG(double, drain_timeout, 30,
           "seconds that SIGTERM/SIGINT waits for accepted requests before ending them");
@@ -41,6 +48,13 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "file holding a bearer token that every Inference call must send as "
           "\"authorization: Bearer <token>\"");
 ABSL_FLAG(bool, check, false, "load and validate the model, print what it is, and exit");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (\"2026-01-02T03:04:05.678Z INFO message\") or json (one object per line)");
+ABSL_FLAG(std::string, log_level, "info",
+          "info (start-up, one line per finished request, stats) | warning | error");
+ABSL_FLAG(double, log_stats_interval, 10,
+          "seconds between stats lines (tok/s, running, waiting, KV cache use) while requests "
+          "run; 0: none");
 
 namespace pkm {
 namespace {
@@ -118,29 +132,40 @@ Status CheckListenAddress(const std::string& address, const char* flag) {
 }
 
 StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "usage: pkmserve [flags]\n\n"
-      "Serves a PKM language model over gRPC (pkmserve.v1.Inference, grpc.health.v1, reflection).\n"
-      "With no flags: the bundled model on 127.0.0.1:50051. SIGTERM/SIGINT drain and exit 0.\n"
-      "Flag names take dashes or underscores (--max-batch-tokens = --max_batch_tokens).\n"
-      "Exit codes: 0 clean exit, 1 bad flags, 2 the model failed to load, 3 cannot serve.");
-  // Abseil spells flag names with underscores; accept the dashed spelling too
-  // (--max-batch-tokens), as the docs use it.
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<char*> dashed;
-  for (std::string& a : args) {
-    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
-      const size_t end = std::min(a.find('='), a.size());
-      for (size_t i = 2; i < end; ++i) {
-        if (a[i] == '-') a[i] = '_';
-      }
-    }
-    dashed.push_back(a.data());
-  }
-  absl::ParseCommandLine(static_cast<int>(dashed.size()), dashed.data());
-
+  const std::vector<std::string> args(argv, argv + argc);
+  PKM_ASSIGN_OR_RETURN(CommandLine command_line,
+                       ParseCommandLine(args, "server_flags.cc", [](const char* name) -> const char* {
+                         return std::getenv(name);
+                       }));
   ServerSettings s;
+  if (command_line.action == CommandLine::Action::kHelp) {
+    s.print_and_exit = CommandLineHelp(
+        "usage: pkmserve [flags] [MODEL_DIR]",
+        "Serves a PKM language model over gRPC (pkmserve.v1.Inference, grpc.health.v1, "
+        "reflection)\nand Prometheus metrics. With no arguments: the bundled model on "
+        "127.0.0.1:50051.\nSIGTERM/SIGINT drain accepted requests and exit 0. Logs go to stderr.\n"
+        "Exit codes: 0 clean exit, 1 bad flags, 2 the model failed to load, 3 cannot serve "
+        "(e.g. a port in use).",
+        "server_flags.cc");
+    return s;
+  }
+  if (command_line.action == CommandLine::Action::kVersion) {
+    s.print_and_exit = std::string("pkmserve ") + VersionLine() + "\n";
+    return s;
+  }
+  if (command_line.positional.size() > 1) {
+    return Invalid("unexpected argument '" + command_line.positional[1] +
+                   "': pkmserve takes at most one positional argument, the model directory");
+  }
   s.model_dir = absl::GetFlag(FLAGS_model);
+  if (!command_line.positional.empty()) {
+    const std::string& positional = command_line.positional[0];
+    if (s.model_dir != PKMSERVE_DEFAULT_MODEL_DIR && s.model_dir != positional) {
+      return Invalid("the model is given twice: '" + positional + "' (argument) and '" +
+                     s.model_dir + "' (--model or PKMSERVE_MODEL); give one");
+    }
+    s.model_dir = positional;
+  }
   s.check_only = absl::GetFlag(FLAGS_check);
   s.grpc.listen = absl::GetFlag(FLAGS_listen);
   PKM_RETURN_IF_ERROR(CheckListenAddress(s.grpc.listen, "--listen"));
@@ -182,11 +207,40 @@ StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
   s.grpc.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert),
                 .key_file = absl::GetFlag(FLAGS_tls_key),
                 .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca)};
+  s.log.format = absl::GetFlag(FLAGS_log_format);
+  if (s.log.format != "text" && s.log.format != "json") {
+    return Invalid("--log-format must be text or json, got '" + s.log.format + "'");
+  }
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  const std::optional<LogLevel> parsed_level = ParseLogLevel(level);
+  if (!parsed_level) {
+    return Invalid("--log-level must be info, warning or error, got '" + level + "'");
+  }
+  s.log.level = *parsed_level;
+  s.log_stats_interval_s = absl::GetFlag(FLAGS_log_stats_interval);
+  if (!(s.log_stats_interval_s >= 0 && s.log_stats_interval_s <= 86400)) {
+    return Invalid("--log-stats-interval must be in [0, 86400] seconds, got " +
+                   std::to_string(s.log_stats_interval_s));
+  }
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {
     PKM_ASSIGN_OR_RETURN(s.auth_token, ReadToken(token_file));
   }
   return s;
+}
+
+Status CheckLimitsFitModel(const ServiceLimits& limits, int max_seq_len) {
+  const int most = max_seq_len - 1;
+  for (const auto& [flag, value] : {std::pair{"--max-prompt-tokens", limits.max_prompt_tokens},
+                                    std::pair{"--max-new-tokens", limits.max_new_tokens}}) {
+    if (value > most) {
+      return Invalid(std::string(flag) + " is " + std::to_string(value) +
+                     ", more than the model's context allows: max_seq_len is " +
+                     std::to_string(max_seq_len) + ", so at most " + std::to_string(most) +
+                     " (0 means " + std::to_string(most) + ")");
+    }
+  }
+  return OkStatus();
 }
 
 }  // namespace pkm

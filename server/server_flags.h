@@ -1,4 +1,5 @@
-// pkmserve's command line: Abseil flags, checked into one ServerSettings value.
+// pkmserve's command line: Abseil flags read by server/command_line.h (argv, then the
+// environment), checked into one ServerSettings value.
 #pragma once
 
 #include <cstddef>
@@ -6,6 +7,7 @@
 
 #include "common/status.h"
 #include "server/grpc_server.h"
+#include "server/log.h"
 #include "server/request_validation.h"
 #include "server/scheduler.h"
 
@@ -24,11 +26,19 @@ struct ServerSettings {
   SchedulerOptions scheduler;
   ServiceLimits limits;
   std::string auth_token;  // read from --auth-token-file
+  LogOptions log;
+  double log_stats_interval_s = 0;  // 0: no stats lines
+  // Set for --help and --version: the text to print on stdout before exiting 0.
+  std::string print_and_exit;
 };
 
-// Parses argv (exits on --help or an unknown flag, as Abseil does) and checks every value.
-// Errors are kInvalidArgument naming the flag, what it got and what it expects.
+// Parses argv and the environment and checks every value. Errors are kInvalidArgument naming
+// the flag, what it got and what it expects. --help and --version set print_and_exit.
 StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv);
+
+// The limits against the model: --max-prompt-tokens and --max-new-tokens at most
+// max_seq_len - 1, or kInvalidArgument naming the flag, its value and the context.
+Status CheckLimitsFitModel(const ServiceLimits& limits, int max_seq_len);
 
 // "256M", "1G", "65536" -> bytes; nullopt-like failure as kInvalidArgument naming `flag`.
 StatusOr<size_t> ParseByteSize(const std::string& text, const char* flag);
