@@ -8,6 +8,8 @@
 #include <mutex>
 #include <utility>
 
+#include "server/request_decoding.h"
+#include "server/request_outcome.h"
 #include "server/status_convert.h"
 
 namespace pkm {
@@ -28,18 +30,6 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Records how a request ended (nothing without metrics).
-void RecordOutcome(ServerMetrics* metrics, Clock::time_point arrival, const grpc::Status& status,
-                   const std::string& finish_reason) {
-  if (metrics == nullptr) return;
-  if (status.ok()) {
-    metrics->ObserveSuccess(SecondsSince(arrival), finish_reason);
-  } else {
-    metrics->ObserveFailure(SecondsSince(arrival),
-                            StatusCodeName(static_cast<StatusCode>(status.error_code())));
-  }
 }
 
 v1::FinishReason ToProto(FinishReason r) {
@@ -104,15 +94,16 @@ namespace {
 // and each write takes everything pending, so a slow reader gets fewer, larger messages and
 // never slows the engine. The reactor finishes only after the scheduler's terminal callback,
 // so no callback can reach a deleted reactor; OnDone deletes it.
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   GenerateReactor(Scheduler* scheduler, const Tokenizer* tokenizer, PumpQueue* pumps,
-                  ServerMetrics* metrics, bool logprobs)
+                  ServerMetrics* metrics, bool logprobs, RequestOutcome outcome)
       : scheduler_(scheduler),
         tokenizer_(tokenizer),
         pumps_(pumps),
         metrics_(metrics),
-        logprobs_(logprobs) {}
+        logprobs_(logprobs),
+        outcome_(outcome) {}
 
   // Submits the work. Nothing is written and the call cannot finish (and the reactor be
   // deleted) until Start's final Pump marks it started under the lock. gRPC itself delays
@@ -120,13 +111,15 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   void Start(GenerateWork work) {
     pending_.set_seed(work.options.sampling.seed);
     prompt_tokens_ = static_cast<uint32_t>(work.prompt.size());
+    outcome_.prompt_tokens = static_cast<int>(work.prompt.size());
+    work.on_admitted = [this](double queue_seconds) { outcome_.queue_seconds = queue_seconds; };
     work.on_token = [this](const GeneratedStep& step) { OnToken(step); };
     work.on_done = [this](const Status& status, const GenerateSummary& summary) {
       OnFinished(status, summary);
     };
     StatusOr<RequestId> id = scheduler_->SubmitGenerate(std::move(work));
     if (!id.ok()) {
-      RecordOutcome(metrics_, arrival_, ToGrpcStatus(id.status()), "");
+      RecordOutcome(metrics_, outcome_, ToGrpcStatus(id.status()));
       Finish(ToGrpcStatus(id.status()));
       return;
     }
@@ -173,15 +166,17 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 
  private:
   void OnToken(const GeneratedStep& step) {
+    if (tokens_seen_ == 0) outcome_.ttft_seconds = SecondsSince(outcome_.arrival);
     if (metrics_ != nullptr) {
       const Clock::time_point now = Clock::now();
-      if (tokens_seen_++ == 0) {
-        metrics_->ObserveFirstToken(std::chrono::duration<double>(now - arrival_).count());
+      if (tokens_seen_ == 0) {
+        metrics_->ObserveFirstToken(outcome_.ttft_seconds);
       } else {
         metrics_->ObserveInterToken(std::chrono::duration<double>(now - last_token_).count(), 1);
       }
       last_token_ = now;
     }
+    ++tokens_seen_;
     {
       std::lock_guard<std::mutex> lock(mu_);
       v1::GeneratedToken* t = pending_.add_tokens();
@@ -196,7 +191,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
   void OnFinished(const Status& status, const GenerateSummary& summary) {
-    RecordOutcome(metrics_, arrival_, ToGrpcStatus(status), FinishReasonName(summary.finish));
+    outcome_.output_tokens = summary.completion_tokens;
+    outcome_.finish = FinishReasonName(summary.finish);
+    RecordOutcome(metrics_, outcome_, ToGrpcStatus(status));
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
@@ -260,7 +257,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     if (finish) {
       Finish(finish_with);
     } else {
-      StartWrite(&out_);
+      // out_ is ours alone while writing_ is set.
+      EncodeResponse(out_, &out_buffer_);
+      StartWrite(&out_buffer_);
     }
   }
 
@@ -270,13 +269,14 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   ServerMetrics* metrics_;
   const bool logprobs_;
   uint32_t prompt_tokens_ = 0;
-  const Clock::time_point arrival_ = Clock::now();
+  RequestOutcome outcome_;        // engine thread only, once submitted
   Clock::time_point last_token_;  // engine thread only
   int tokens_seen_ = 0;           // engine thread only
 
   std::mutex mu_;
   v1::GenerateResponse pending_;  // built by the engine thread
   v1::GenerateResponse out_;      // the write in flight
+  grpc::ByteBuffer out_buffer_;   // out_, serialized
   RequestId id_ = 0;
   bool submitted_ = false;
   bool cancel_requested_ = false;
@@ -294,17 +294,19 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
 class ScoreReactor final : public grpc::ServerUnaryReactor {
  public:
   ScoreReactor(Scheduler* scheduler, const Tokenizer* tokenizer, ServerMetrics* metrics,
-               v1::ScoreResponse* response, bool per_token)
+               grpc::ByteBuffer* response, bool per_token, RequestOutcome outcome)
       : scheduler_(scheduler), tokenizer_(tokenizer), metrics_(metrics), response_(response),
-        per_token_(per_token) {}
+        per_token_(per_token), outcome_(outcome) {}
 
   // As GenerateReactor::Start: the call finishes only once Start has returned control.
   void Start(ScoreWork work) {
     tokens_ = work.tokens;
+    outcome_.prompt_tokens = static_cast<int>(work.tokens.size());
+    work.on_admitted = [this](double queue_seconds) { outcome_.queue_seconds = queue_seconds; };
     work.on_done = [this](StatusOr<WindowedScoreResult> result) { OnScored(std::move(result)); };
     StatusOr<RequestId> id = scheduler_->SubmitScore(std::move(work));
     if (!id.ok()) {
-      RecordOutcome(metrics_, arrival_, ToGrpcStatus(id.status()), "");
+      RecordOutcome(metrics_, outcome_, ToGrpcStatus(id.status()));
       Finish(ToGrpcStatus(id.status()));
       return;
     }
@@ -346,8 +348,14 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
  private:
   void OnScored(StatusOr<WindowedScoreResult> result) {
     grpc::Status status = result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
-    if (result.ok()) Fill(*result);
-    RecordOutcome(metrics_, arrival_, status, "scored");
+    if (result.ok()) {
+      v1::ScoreResponse response;
+      Fill(*result, &response);
+      EncodeResponse(response, response_);
+      outcome_.output_tokens = static_cast<int>(response.token_count());
+    }
+    outcome_.finish = "scored";
+    RecordOutcome(metrics_, outcome_, status);
     {
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
@@ -357,30 +365,32 @@ class ScoreReactor final : public grpc::ServerUnaryReactor {
     Finish(status);
   }
 
-  void Fill(const WindowedScoreResult& result) {
+  void Fill(const WindowedScoreResult& result, v1::ScoreResponse* response) {
     const ScoreResult& s = result.scores;
+    // The scores are those of the last logprobs.size() tokens (score_from onwards).
+    const size_t first = tokens_.size() - s.logprobs.size();
     if (per_token_) {
       for (size_t i = 0; i < s.logprobs.size(); ++i) {
-        v1::ScoredToken* t = response_->add_tokens();
-        t->set_id(tokens_[i + 1]);
-        t->set_piece(tokenizer_->IdToPiece(tokens_[i + 1]));
+        v1::ScoredToken* t = response->add_tokens();
+        t->set_id(tokens_[first + i]);
+        t->set_piece(tokenizer_->IdToPiece(tokens_[first + i]));
         t->set_logprob(s.logprobs[i]);
         if (i < s.top.size()) AddTop(s.top[i], *tokenizer_, t->mutable_top());
       }
     }
     const auto count = static_cast<uint32_t>(s.logprobs.size());
-    response_->set_sum_nll(s.sum_nll);
-    response_->set_token_count(count);
-    response_->set_perplexity(std::exp(s.sum_nll / count));
-    response_->set_windows(static_cast<uint32_t>(result.windows));
+    response->set_sum_nll(s.sum_nll);
+    response->set_token_count(count);
+    response->set_perplexity(std::exp(s.sum_nll / count));
+    response->set_windows(static_cast<uint32_t>(result.windows));
   }
 
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
   ServerMetrics* metrics_;
-  const Clock::time_point arrival_ = Clock::now();
-  v1::ScoreResponse* response_;
+  grpc::ByteBuffer* response_;
   const bool per_token_;
+  RequestOutcome outcome_;  // engine thread only, once submitted
   std::vector<int32_t> tokens_;
   std::mutex mu_;
   RequestId id_ = 0;
@@ -400,7 +410,7 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
 }
 
 // Writes `status` into a write reactor that ends before any message.
-class RejectedStream final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class RejectedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit RejectedStream(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
@@ -451,66 +461,95 @@ grpc::Status InferenceService::CheckAuth(const grpc::CallbackServerContext* cont
                           : "the bearer token in \"authorization\" metadata is not valid");
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) {
-    RecordOutcome(config_.metrics, Clock::now(), auth, "");
-    return new RejectedStream(auth);
-  }
-  StatusOr<GenerateWork> work =
-      ToGenerateWork(*request, *tokenizer_, model_config_, config_.limits);
-  if (!work.ok()) {
-    RecordOutcome(config_.metrics, Clock::now(), ToGrpcStatus(work.status()), "");
-    return new RejectedStream(ToGrpcStatus(work.status()));
-  }
+RequestOutcome InferenceService::NewOutcome(const char* method) {
+  RequestOutcome outcome;
+  outcome.id = next_call_id_++;
+  outcome.method = method;
+  return outcome;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request_bytes) {
+  RequestOutcome outcome = NewOutcome("generate");
+  context->AddTrailingMetadata("x-request-id", std::to_string(outcome.id));
+  auto reject = [&](const grpc::Status& status) {
+    RecordOutcome(config_.metrics, outcome, status);
+    return new RejectedStream(status);
+  };
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return reject(auth);
+  v1::GenerateRequest request;
+  if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return reject(s);
+  StatusOr<GenerateWork> work = ToGenerateWork(request, *tokenizer_, model_config_, config_.limits);
+  if (!work.ok()) return reject(ToGrpcStatus(work.status()));
   work->deadline = SchedulerDeadline(context);
-  auto* reactor =
-      new GenerateReactor(scheduler_, tokenizer_, pumps_.get(), config_.metrics, request->logprobs());
+  auto* reactor = new GenerateReactor(scheduler_, tokenizer_, pumps_.get(), config_.metrics,
+                                      request.logprobs(), outcome);
   reactor->Start(std::move(*work));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::Score(grpc::CallbackServerContext* context,
-                                                  const v1::ScoreRequest* request,
-                                                  v1::ScoreResponse* response) {
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) {
-    RecordOutcome(config_.metrics, Clock::now(), auth, "");
-    return FinishNow(context, auth);
-  }
-  StatusOr<ScoreWork> work = ToScoreWork(*request, *tokenizer_, model_config_);
-  if (!work.ok()) {
-    RecordOutcome(config_.metrics, Clock::now(), ToGrpcStatus(work.status()), "");
-    return FinishNow(context, ToGrpcStatus(work.status()));
-  }
+                                                  const grpc::ByteBuffer* request_bytes,
+                                                  grpc::ByteBuffer* response) {
+  RequestOutcome outcome = NewOutcome("score");
+  context->AddTrailingMetadata("x-request-id", std::to_string(outcome.id));
+  auto reject = [&](const grpc::Status& status) {
+    RecordOutcome(config_.metrics, outcome, status);
+    return FinishNow(context, status);
+  };
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return reject(auth);
+  v1::ScoreRequest request;
+  if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return reject(s);
+  StatusOr<ScoreWork> work = ToScoreWork(request, *tokenizer_, model_config_);
+  if (!work.ok()) return reject(ToGrpcStatus(work.status()));
   work->deadline = SchedulerDeadline(context);
   auto* reactor = new ScoreReactor(scheduler_, tokenizer_, config_.metrics, response,
-                                   !request->has_per_token() || request->per_token());
+                                   !request.has_per_token() || request.per_token(), outcome);
   reactor->Start(std::move(*work));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
-                                                     const v1::TokenizeRequest* request,
-                                                     v1::TokenizeResponse* response) {
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
-  if (!request->has_add_bos() || request->add_bos()) {
-    response->add_ids(tokenizer_->bos_id());
-  }
-  for (int32_t id : tokenizer_->Encode(request->text())) response->add_ids(id);
-  for (int32_t id : response->ids()) response->add_pieces(tokenizer_->IdToPiece(id));
-  return FinishNow(context, grpc::Status::OK);
+                                                     const grpc::ByteBuffer* request_bytes,
+                                                     grpc::ByteBuffer* response_bytes) {
+  RequestOutcome outcome = NewOutcome("tokenize");
+  auto finish = [&](const grpc::Status& status) {
+    RecordOutcome(config_.metrics, outcome, status);
+    return FinishNow(context, status);
+  };
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return finish(auth);
+  v1::TokenizeRequest request;
+  if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return finish(s);
+  v1::TokenizeResponse response;
+  if (!request.has_add_bos() || request.add_bos()) response.add_ids(tokenizer_->bos_id());
+  for (int32_t id : tokenizer_->Encode(request.text())) response.add_ids(id);
+  for (int32_t id : response.ids()) response.add_pieces(tokenizer_->IdToPiece(id));
+  outcome.output_tokens = response.ids_size();
+  outcome.finish = "ok";
+  EncodeResponse(response, response_bytes);
+  return finish(grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* context,
-                                                       const v1::DetokenizeRequest* request,
-                                                       v1::DetokenizeResponse* response) {
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return FinishNow(context, auth);
-  if (Status s = CheckTokenIds(request->ids(), model_config_.vocab_size, "ids"); !s.ok()) {
-    return FinishNow(context, ToGrpcStatus(s));
+                                                       const grpc::ByteBuffer* request_bytes,
+                                                       grpc::ByteBuffer* response_bytes) {
+  RequestOutcome outcome = NewOutcome("detokenize");
+  auto finish = [&](const grpc::Status& status) {
+    RecordOutcome(config_.metrics, outcome, status);
+    return FinishNow(context, status);
+  };
+  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return finish(auth);
+  v1::DetokenizeRequest request;
+  if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return finish(s);
+  if (Status s = CheckTokenIds(request.ids(), model_config_.vocab_size, "ids"); !s.ok()) {
+    return finish(ToGrpcStatus(s));
   }
-  response->set_text(tokenizer_->Decode(
-      std::vector<int32_t>(request->ids().begin(), request->ids().end())));
-  return FinishNow(context, grpc::Status::OK);
+  v1::DetokenizeResponse response;
+  response.set_text(tokenizer_->Decode(std::vector<int32_t>(request.ids().begin(), request.ids().end())));
+  outcome.prompt_tokens = request.ids_size();
+  outcome.finish = "ok";
+  EncodeResponse(response, response_bytes);
+  return finish(grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,

@@ -29,6 +29,7 @@
 #include "server/port_check.h"
 #include "server/scheduler.h"
 #include "server/server_flags.h"
+#include "server/stats_log.h"
 
 namespace {
 
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
         .queue_capacity = settings->scheduler.max_queue,
         .device = settings->device,
         .pkm_layers = model->config().pkm_layers});
+    metrics->SetBuildInfo(pkm::ProjectVersion(), pkm::GitCommit(), pkm::BuildType());
     scheduler_options.observer = metrics.get();
   }
   scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer->get(), scheduler_options);
@@ -189,6 +191,12 @@ int main(int argc, char** argv) {
            (settings->auth_token.empty() ? "" : " (bearer token required)"),
        {{"version", pkm::VersionLine()}});
 
+  std::unique_ptr<pkm::StatsLog> stats_log;
+  if (settings->log_stats_interval_s > 0) {
+    stats_log = std::make_unique<pkm::StatsLog>([&scheduler] { return scheduler->Stats(); },
+                                                settings->log_stats_interval_s);
+  }
+
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   Info(std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining",
@@ -202,6 +210,7 @@ int main(int argc, char** argv) {
   // Every accepted call has had its terminal message queued; give the streams a moment to
   // flush, then close.
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  stats_log.reset();
   const pkm::SchedulerStats stats = scheduler->Stats();
   Info(std::string("drained") +
            (clean ? "" : " (drain timeout: remaining requests ended with UNAVAILABLE)") +

@@ -104,12 +104,23 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
   }
   success_ = &prometheus::BuildCounter()
                   .Name("pkmserve_request_success_total")
-                  .Help("Requests finished, by finish reason (score requests: \"scored\").")
+                  .Help("Generate and Score calls finished, one per call, by finish reason "
+                        "(Score calls: \"scored\").")
                   .Register(*registry_);
   failure_ = &prometheus::BuildCounter()
                   .Name("pkmserve_request_failure_total")
-                  .Help("Requests ended with an error, by gRPC status code.")
+                  .Help("Inference calls (any method) ended with an error, one per call, by gRPC "
+                        "status code.")
                   .Register(*registry_);
+  // Every known outcome's series exists from the start at 0, so that rate() and increase()
+  // see the first failure of a kind (a series born at 1 has no earlier sample to differ from).
+  for (const char* reason : {"length", "stop", "eos", "cancelled", "scored"}) {
+    success_->Add({{"model", model_}, {"finish_reason", reason}});
+  }
+  for (const char* code : {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
+                           "DEADLINE_EXCEEDED", "CANCELLED", "UNAUTHENTICATED", "INTERNAL"}) {
+    failure_->Add({{"model", model_}, {"code", code}});
+  }
   running_ = gauge("pkmserve_requests_running", "Requests holding a sequence in the engine.");
   waiting_ = gauge("pkmserve_requests_waiting", "Requests accepted and waiting for admission.");
   gauge("pkmserve_request_queue_capacity",
@@ -149,9 +160,22 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
   gauge("pkmserve_kv_cache_bytes", "Bytes of the KV cache.")->Set(setup.kv_cache_bytes);
   prompt_tokens_ = counter("pkmserve_prompt_tokens_total", "Prompt tokens prefilled.");
   generation_tokens_ = counter("pkmserve_generation_tokens_total", "Tokens generated.");
-  scored_tokens_ = counter("pkmserve_scored_tokens_total", "Tokens scored by Score requests.");
+  scored_tokens_ = counter("pkmserve_scored_tokens_total",
+                           "Tokens scored by Score calls, each once (context-only tokens and "
+                           "recomputation excluded).");
   preemptions_ = counter("pkmserve_preemptions_total",
                          "Sequences preempted for KV space and recomputed later.");
+}
+
+void ServerMetrics::SetBuildInfo(const std::string& version, const std::string& commit,
+                                 const std::string& build_type) {
+  prometheus::BuildGauge()
+      .Name("pkmserve_build_info")
+      .Help("Always 1; the labels say which build serves (version, git commit, build type).")
+      .Register(*registry_)
+      .Add({{"model", model_}, {"version", version}, {"commit", commit},
+            {"build_type", build_type}})
+      .Set(1);
 }
 
 void ServerMetrics::ObserveFirstToken(double seconds) { ttft_->Observe(seconds); }

@@ -43,6 +43,10 @@ class ServerMetrics final : public prometheus::Collectable, public SchedulerObse
  public:
   explicit ServerMetrics(MetricsSetup setup);
 
+  // pkmserve_build_info{version, commit, build_type} 1 (common/version.h's values).
+  void SetBuildInfo(const std::string& version, const std::string& commit,
+                    const std::string& build_type);
+
   // A request's first token `seconds` after it arrived; later tokens `seconds` apart.
   void ObserveFirstToken(double seconds);
   void ObserveInterToken(double seconds, int tokens);

@@ -80,31 +80,48 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
                   request.has_tokens() ? &request.tokens() : nullptr,
                   !request.has_add_bos() || request.add_bos(), tokenizer, config.vocab_size,
                   "tokens"));
-  const int prompt_len = static_cast<int>(work.prompt.size());
-  if (prompt_len == 0) {
+  if (work.prompt.empty()) {
     return Invalid(std::string("prompt must have at least 1 token, got 0 (") +
                    (request.has_tokens() ? "tokens.ids is empty" : "text is empty and add_bos is false") +
                    ")");
   }
+  if (request.truncate() > static_cast<uint32_t>(max_prompt)) {
+    return Invalid("truncate must be in [1, " + Str(max_prompt) +
+                   "] (the server's limits.max_prompt_tokens; 0: no truncation), got " +
+                   Str(request.truncate()));
+  }
+  const bool has_bos = request.prompt_case() == Req::kText &&
+                       (!request.has_add_bos() || request.add_bos());
+  if (request.truncate() > 0 && work.prompt.size() > request.truncate()) {
+    // Keep the last `truncate` tokens; a prepended BOS stays first and counts among them.
+    const size_t keep = request.truncate();
+    const size_t lead = has_bos && keep > 1 ? 1 : 0;
+    work.prompt.erase(work.prompt.begin() + static_cast<long>(lead),
+                      work.prompt.end() - static_cast<long>(keep - lead));
+  }
+  const int prompt_len = static_cast<int>(work.prompt.size());
   if (prompt_len > max_prompt) {
-    return Invalid("prompt must have at most " + Str(max_prompt) + " tokens (--max-prompt-tokens), got " +
-                   Str(prompt_len));
+    return Invalid("prompt has " + Str(prompt_len) + " tokens, more than the " + Str(max_prompt) +
+                   " this server accepts (limits.max_prompt_tokens); set truncate to keep only "
+                   "the last tokens, or shorten it");
   }
   const int room = config.max_seq_len - prompt_len;
   int max_new = static_cast<int>(std::min<uint32_t>(request.max_new_tokens(), 1u << 30));
   if (max_new == 0) {
-    max_new = std::min({limits.default_new_tokens, max_new_limit, room});
+    // The documented default: as many tokens as fit, up to the server's limit.
+    max_new = std::min(max_new_limit, room);
     if (max_new <= 0) {
-      return Invalid("prompt of " + Str(prompt_len) + " tokens leaves no room to generate: the model's max_seq_len is " +
-                     Str(config.max_seq_len));
+      return Invalid("prompt of " + Str(prompt_len) + " tokens leaves no room to generate: the "
+                     "model's max_seq_len is " + Str(config.max_seq_len) +
+                     "; set truncate below " + Str(config.max_seq_len));
     }
   } else if (max_new > max_new_limit) {
-    return Invalid("max_new_tokens must be in [1, " + Str(max_new_limit) + "] (--max-new-tokens), got " +
-                   Str(max_new));
+    return Invalid("max_new_tokens must be in [1, " + Str(max_new_limit) +
+                   "] (the server's limits.max_new_tokens; 0: as many as fit), got " + Str(max_new));
   } else if (max_new > room) {
     return Invalid("max_new_tokens must be at most " + Str(room) + " for a prompt of " + Str(prompt_len) +
                    " tokens (prompt + max_new_tokens <= max_seq_len " + Str(config.max_seq_len) +
-                   "), got " + Str(max_new));
+                   "), got " + Str(max_new) + "; lower it, or set truncate to shorten the prompt");
   }
   work.options.max_new_tokens = max_new;
 
@@ -181,6 +198,12 @@ StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
     return Invalid("top_n must be in [0, " + Str(kMaxTopLogprobs) + "], got " + Str(request.top_n()));
   }
   work.top_n = static_cast<int>(request.top_n());
+  const int first_window = std::min(work.context, static_cast<int>(work.tokens.size()));
+  if (request.score_from() >= static_cast<uint32_t>(first_window)) {
+    return Invalid("score_from must be in [1, " + Str(first_window - 1) +
+                   "] (min(context, input tokens) - 1; 0: 1), got " + Str(request.score_from()));
+  }
+  work.score_from = request.score_from() == 0 ? 1 : static_cast<int>(request.score_from());
   return work;
 }
 

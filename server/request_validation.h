@@ -19,8 +19,8 @@ namespace pkm {
 // Limits the service enforces on requests (pkmserve's flags).
 struct ServiceLimits {
   int max_prompt_tokens = 0;    // 0: the model's max_seq_len - 1
-  int max_new_tokens = 0;       // 0: the model's max_seq_len - 1
-  int default_new_tokens = 64;  // when a request leaves max_new_tokens unset
+  int max_new_tokens = 0;       // 0: the model's max_seq_len - 1; also the most a request
+                                // that leaves max_new_tokens unset gets (as many as fit)
 };
 
 inline constexpr int kMaxStopStrings = 16;

@@ -91,6 +91,9 @@ StatusOr<RequestId> Scheduler::SubmitScore(ScoreWork work) {
     return Status(StatusCode::kInvalidArgument,
                   "scoring needs at least 2 tokens, context >= 2 and stride in [1, context - 1]");
   }
+  // score_from lies in the first window (it is below context): only that window's first
+  // target moves; later windows start scoring past it anyway.
+  r->windows[0].first_target = std::max(r->windows[0].first_target, work.score_from);
   r->score = std::move(work);
   r->scores.windows = static_cast<int>(r->windows.size());
   const ScoreWindow& w = r->windows[0];
@@ -289,9 +292,12 @@ bool Scheduler::TryAdmit(std::vector<Planned>* plan, int* budget, int* free_bloc
   *free_blocks -= blocks;
   *budget -= len;
   plan->push_back({r, len});
-  if (!r->started && options_.observer != nullptr) {
-    options_.observer->OnAdmitted(
-        std::chrono::duration<double>(SchedulerClock::now() - r->accepted_at).count());
+  if (!r->started) {
+    const double queued =
+        std::chrono::duration<double>(SchedulerClock::now() - r->accepted_at).count();
+    if (options_.observer != nullptr) options_.observer->OnAdmitted(queued);
+    const auto& on_admitted = r->is_score ? r->score.on_admitted : r->gen.on_admitted;
+    if (on_admitted) on_admitted(queued);
   }
   r->started = true;
   running_.push_back(std::move(queue_.front()));

@@ -109,6 +109,8 @@ struct GenerateWork {
   GenerateOptions options;
   int top_logprobs = 0;
   SchedulerClock::time_point deadline = SchedulerClock::time_point::max();
+  // Called once, when the request first runs, with the seconds it waited (optional).
+  std::function<void(double queue_seconds)> on_admitted;
   // Called once per sampled token (EOS included), in order.
   std::function<void(const GeneratedStep&)> on_token;
   // Terminal: OK with the summary, or kDeadlineExceeded / kCancelled / kUnavailable (drain
@@ -121,7 +123,11 @@ struct ScoreWork {
   int context = 0;              // window length, in [2, max_seq_len]
   int stride = 0;               // in [1, context]
   int top_n = 0;
+  // Tokens before this index are context only: not scored (nor counted as scored). In
+  // [1, context - 1]; 1 scores every token after the first.
+  int score_from = 1;
   SchedulerClock::time_point deadline = SchedulerClock::time_point::max();
+  std::function<void(double queue_seconds)> on_admitted;  // as GenerateWork's
   // Terminal: the scores (equal to ScoreTokensWindowed's), or an error as for GenerateWork.
   std::function<void(StatusOr<WindowedScoreResult>)> on_done;
 };

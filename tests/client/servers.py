@@ -1,20 +1,33 @@
 """pkmserve as a child process on free loopback ports, for the Python tests."""
 import re
 import subprocess
+import threading
 
 
-def start_server(pkmserve, *flags):
+def drain_stderr(proc, lines):
+    """Keeps reading the server's log into `lines` on a thread: a log line per request would
+    otherwise fill the pipe and block the server."""
+    def run():
+        for line in proc.stderr:
+            lines.append(line)
+    threading.Thread(target=run, daemon=True).start()
+
+
+def start_server(pkmserve, *flags, env=None):
     """Starts pkmserve on free ports; returns the process, its gRPC address and its metrics
-    address (host:port)."""
+    address (host:port). The log so far and from then on is in proc.log_lines."""
     proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", "--metrics-listen",
                              "127.0.0.1:0", *flags],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
+    proc.log_lines = []
     metrics = None
     for line in proc.stderr:
+        proc.log_lines.append(line)
         m = re.search(r"metrics on http://([^ ]+:\d+)/metrics", line)
         if m:
             metrics = m.group(1)
         m = re.search(r"listening on ([^ ]+:\d+)", line)
         if m:
+            drain_stderr(proc, proc.log_lines)
             return proc, m.group(1), metrics
-    raise AssertionError("pkmserve did not start")
+    raise AssertionError("pkmserve did not start:\n" + "".join(proc.log_lines))

@@ -15,6 +15,8 @@ import urllib.request
 import grpc
 import pytest
 
+from tests.client.servers import drain_stderr
+
 REPO = __file__.rsplit("/tests/server/", 1)[0]
 METRICS_URL = []
 
@@ -50,6 +52,7 @@ def stub(api, pkmserve):
             port = int(m.group(1))
             break
     assert port, "pkmserve did not start"
+    drain_stderr(proc, [])
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield api[1].InferenceStub(channel)
     channel.close()
