@@ -111,7 +111,7 @@ StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& argv,
   };
 
   CommandLine result;
-  std::set<std::string> given;
+  std::set<std::string>& given = result.given;
   bool flags_ended = false;
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
@@ -163,6 +163,8 @@ StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& argv,
     const char* value = env(var.c_str());
     if (value != nullptr) {
       PKM_RETURN_IF_ERROR(SetFlag(flag, value, var + " (--" + Dashed(NameOf(flag)) + ")"));
+      given.insert(NameOf(flag));
+      result.from_env.insert(NameOf(flag));
     }
   }
   return result;

@@ -12,6 +12,7 @@
 //   default.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct CommandLine {
   enum class Action { kRun, kHelp, kVersion };
   Action action = Action::kRun;
   std::vector<std::string> positional;
+  std::set<std::string> given;     // flags set by argv or the environment (underscored names)
+  std::set<std::string> from_env;  // those of them set by the environment
 };
 
 // Flags whose definitions live in a file whose path ends in `defined_in` are pkmserve's; the

@@ -31,11 +31,11 @@ std::string Timestamp(long long unix_ms) {
   return buf;
 }
 
-std::string TextValue(const nlohmann::json& value) {
-  if (!value.is_string()) return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+std::string TextValue(const nlohmann::ordered_json& value) {
+  if (!value.is_string()) return value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   const std::string& s = value.get_ref<const std::string&>();
   if (!s.empty() && s.find_first_of(" \"=\n") == std::string::npos) return s;
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // quoted
+  return value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);  // quoted
 }
 
 }  // namespace
@@ -50,16 +50,16 @@ std::optional<LogLevel> ParseLogLevel(std::string_view name) {
 void ConfigureLog(const LogOptions& options) { g_options = options; }
 
 std::string FormatLogLine(const LogOptions& options, long long unix_ms, LogLevel level,
-                          std::string_view message, const nlohmann::json& fields) {
+                          std::string_view message, const nlohmann::ordered_json& fields) {
   if (options.format == "json") {
-    nlohmann::json line = {{"ts", Timestamp(unix_ms)},
+    nlohmann::ordered_json line = {{"ts", Timestamp(unix_ms)},
                            {"level", LevelName(level)},
                            {"msg", std::string(message)}};
     if (fields.is_object()) {
       for (const auto& [key, value] : fields.items()) line[key] = value;
     }
     // Invalid UTF-8 in a message (a path, a peer's words) is replaced rather than thrown on.
-    return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
   std::string level_name = LevelName(level);
   for (char& c : level_name) c = static_cast<char>(c - 'a' + 'A');
@@ -70,7 +70,7 @@ std::string FormatLogLine(const LogOptions& options, long long unix_ms, LogLevel
   return line;
 }
 
-void Log(LogLevel level, std::string_view message, const nlohmann::json& fields) {
+void Log(LogLevel level, std::string_view message, const nlohmann::ordered_json& fields) {
   if (level < g_options.level) return;
   const long long now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())

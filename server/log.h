@@ -30,10 +30,10 @@ struct LogOptions {
 void ConfigureLog(const LogOptions& options);
 
 // Fields: a JSON object (or null); strings are quoted in text when they hold spaces or quotes.
-void Log(LogLevel level, std::string_view message, const nlohmann::json& fields = nullptr);
+void Log(LogLevel level, std::string_view message, const nlohmann::ordered_json& fields = nullptr);
 
 // The line Log would write, without the newline (for tests); `unix_ms` is the timestamp.
 std::string FormatLogLine(const LogOptions& options, long long unix_ms, LogLevel level,
-                          std::string_view message, const nlohmann::json& fields);
+                          std::string_view message, const nlohmann::ordered_json& fields);
 
 }  // namespace pkm

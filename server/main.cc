@@ -43,7 +43,7 @@ int Fail(int code, const pkm::Status& status) {
   return code;
 }
 
-void Info(const std::string& message, const nlohmann::json& fields = nullptr) {
+void Info(const std::string& message, const nlohmann::ordered_json& fields = nullptr) {
   pkm::Log(pkm::LogLevel::kInfo, message, fields);
 }
 

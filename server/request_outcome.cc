@@ -27,7 +27,7 @@ void RecordOutcome(ServerMetrics* metrics, const RequestOutcome& outcome,
       metrics->ObserveSuccess(e2e, outcome.finish);
     }
   }
-  nlohmann::json fields = {{"id", outcome.id}, {"method", outcome.method}};
+  nlohmann::ordered_json fields = {{"id", outcome.id}, {"method", outcome.method}};
   if (outcome.prompt_tokens >= 0) fields["prompt_tokens"] = outcome.prompt_tokens;
   if (outcome.output_tokens >= 0) fields["output_tokens"] = outcome.output_tokens;
   if (outcome.queue_seconds >= 0) fields["queue_ms"] = Ms(outcome.queue_seconds);

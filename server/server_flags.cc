@@ -131,12 +131,40 @@ Status CheckListenAddress(const std::string& address, const char* flag) {
   return OkStatus();
 }
 
+namespace {
+
+StatusOr<ServerSettings> Settings(const CommandLine& command_line);
+
+// A value refused after it came from the environment: say which variable set it.
+Status NameTheVariable(const Status& status, const CommandLine& command_line) {
+  for (const std::string& name : command_line.from_env) {
+    std::string dashed = "--" + name;
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    const std::string& m = status.message();
+    if (m.compare(0, dashed.size(), dashed) == 0 &&
+        (m.size() == dashed.size() || m[dashed.size()] == ' ' || m[dashed.size()] == ':')) {
+      return Status(status.code(), m + " (set by " + EnvVarName(name) + ")");
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
 StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
   const std::vector<std::string> args(argv, argv + argc);
   PKM_ASSIGN_OR_RETURN(CommandLine command_line,
                        ParseCommandLine(args, "server_flags.cc", [](const char* name) -> const char* {
                          return std::getenv(name);
                        }));
+  StatusOr<ServerSettings> settings = Settings(command_line);
+  if (!settings.ok()) return NameTheVariable(settings.status(), command_line);
+  return settings;
+}
+
+namespace {
+
+StatusOr<ServerSettings> Settings(const CommandLine& command_line) {
   ServerSettings s;
   if (command_line.action == CommandLine::Action::kHelp) {
     s.print_and_exit = CommandLineHelp(
@@ -160,7 +188,7 @@ StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
   s.model_dir = absl::GetFlag(FLAGS_model);
   if (!command_line.positional.empty()) {
     const std::string& positional = command_line.positional[0];
-    if (s.model_dir != PKMSERVE_DEFAULT_MODEL_DIR && s.model_dir != positional) {
+    if (command_line.given.count("model") != 0) {
       return Invalid("the model is given twice: '" + positional + "' (argument) and '" +
                      s.model_dir + "' (--model or PKMSERVE_MODEL); give one");
     }
@@ -228,6 +256,8 @@ StatusOr<ServerSettings> ParseServerFlags(int argc, char** argv) {
   }
   return s;
 }
+
+}  // namespace
 
 Status CheckLimitsFitModel(const ServiceLimits& limits, int max_seq_len) {
   const int most = max_seq_len - 1;

@@ -1,7 +1,28 @@
-"""The server's Python tests: the pkmserve binary (option --pkmserve, tests/conftest.py)."""
+"""The server's Python tests: the pkmserve binary (option --pkmserve, tests/conftest.py) and
+Python stubs generated from the public proto."""
+import importlib
 import os
+import subprocess
+import sys
 
 import pytest
+
+REPO = __file__.rsplit("/tests/server/", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """(inference_pb2, inference_pb2_grpc), generated with protoc and grpc_python_plugin."""
+    out = tmp_path_factory.mktemp("stubs")
+    subprocess.run(
+        ["protoc", f"-I{REPO}/proto", f"--python_out={out}", f"--grpc_out={out}",
+         "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
+         f"{REPO}/proto/pkmserve/v1/inference.proto"],
+        check=True)
+    sys.path.insert(0, str(out))
+    pb = importlib.import_module("pkmserve.v1.inference_pb2")
+    rpc = importlib.import_module("pkmserve.v1.inference_pb2_grpc")
+    return pb, rpc
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,14 @@
 """Interoperability: a Python client (Debian's python3-grpcio) built from the .proto alone.
 
-Stubs are generated at test time with protoc and grpc_python_plugin, so this proves the public
-proto is all another language needs. Run by ctest:
+Stubs are generated at test time with protoc and grpc_python_plugin (the `api` fixture of
+tests/server/conftest.py), so this proves the public proto is all another language needs.
+Run by ctest:
     /usr/bin/python3 -m pytest tests/server/test_interop.py --pkmserve build/bin/pkmserve
 """
-import importlib
 import math
 import re
 import signal
 import subprocess
-import sys
 import urllib.request
 
 import grpc
@@ -19,20 +18,6 @@ from tests.client.servers import drain_stderr
 
 REPO = __file__.rsplit("/tests/server/", 1)[0]
 METRICS_URL = []
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    out = tmp_path_factory.mktemp("stubs")
-    subprocess.run(
-        ["protoc", f"-I{REPO}/proto", f"--python_out={out}", f"--grpc_out={out}",
-         "--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin",
-         f"{REPO}/proto/pkmserve/v1/inference.proto"],
-        check=True)
-    sys.path.insert(0, str(out))
-    pb = importlib.import_module("pkmserve.v1.inference_pb2")
-    rpc = importlib.import_module("pkmserve.v1.inference_pb2_grpc")
-    return pb, rpc
 
 
 @pytest.fixture(scope="module")

@@ -269,7 +269,7 @@ TEST(PkmserveProcessTest, DeviceChoiceFallsBackOrFailsSayingWhy) {
     return;
   }
   EXPECT_NE(auto_log.find("engine on cpu"), std::string::npos) << auto_log;
-  const std::string prefix = "pkmserve: --device=auto: no CUDA (";
+  const std::string prefix = "WARNING --device=auto: no CUDA (";
   const size_t line = auto_log.find(prefix);
   ASSERT_NE(line, std::string::npos) << auto_log;
   EXPECT_EQ(auto_log.find("--device=auto", line + prefix.size()), std::string::npos) << "one line";
