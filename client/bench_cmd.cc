@@ -7,11 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +19,7 @@
 #include "client/bench_stats.h"
 #include "client/commands.h"
 #include "client/connection.h"
+#include "client/text_input.h"
 #include "pkmserve/v1/inference.grpc.pb.h"
 
 namespace pkm::cli {
@@ -38,7 +39,8 @@ struct Job {
 
 struct Outcome {
   bool ok = false;
-  std::string code;
+  std::string code;     // "INVALID_ARGUMENT", ...
+  std::string message;  // the server's message
   double ttft = 0, e2e = 0, tpot = 0;
   std::vector<double> itl;
   int prompt_tokens = 0;
@@ -85,7 +87,12 @@ Outcome RunOne(const Connection& conn, v1::Inference::Stub& stub, const Job& job
   const grpc::Status st = reader->Finish();
   o.e2e = Seconds(start, Clock::now());
   o.ok = st.ok();
-  if (!st.ok()) o.code = std::to_string(static_cast<int>(st.error_code()));
+  if (!st.ok()) {
+    o.code = CodeName(st.error_code());
+    // In the terms of bench's own flags, which set these request fields.
+    o.message = InFlagTerms(st.error_message(),
+                            {{"max_new_tokens", "--output-len"}, {"temperature", "--temperature"}});
+  }
   if (o.tokens > 1) o.tpot = (o.e2e - o.ttft) / (o.tokens - 1);
   return o;
 }
@@ -109,8 +116,8 @@ int BenchCommand(const std::vector<std::string>& argv) {
   int code = 0;
   auto args = ParseOrHelp(
       argv, "pkm bench [flags]",
-      "Load generator: throughput, TTFT, TPOT, ITL and E2E latency of pkmserve, errors by "
-      "status code.",
+      "Load generator: throughput, TTFT, TPOT, ITL and E2E latency of pkmserve; failures by "
+      "status code\nwith the first message of each.",
       {
           {"concurrency", "N", "closed loop: N clients, each waiting for its last request", "8"},
           {"rate", "R", "open loop instead: R requests/s, Poisson arrivals", ""},
@@ -151,11 +158,12 @@ int BenchCommand(const std::vector<std::string>& argv) {
 
   std::vector<std::string> prompts;
   if (args->Has("prompt-file")) {
-    std::ifstream in(args->Get("prompt-file"));
-    if (!in) {
+    auto text = ReadTextFile(args->Get("prompt-file"));
+    if (!text.ok()) {
       return ReportUsageError(Status(StatusCode::kInvalidArgument,
-                                     "--prompt-file: cannot read " + args->Get("prompt-file")));
+                                     "--prompt-file: " + text.status().message()));
     }
+    std::istringstream in(*text);
     for (std::string line; std::getline(in, line);) {
       if (!line.empty()) prompts.push_back(line);
     }
@@ -215,11 +223,13 @@ int BenchCommand(const std::vector<std::string>& argv) {
 
   std::vector<double> ttft, tpot, itl, e2e;
   std::map<std::string, int> errors;
+  std::map<std::string, std::string> first_errors;  // the first message of each code
   long ok = 0, input_tokens = 0, output_tokens = 0;
   for (size_t i = 0; i < sent && i < outcomes.size(); ++i) {
     const Outcome& o = outcomes[i];
     if (!o.ok) {
-      ++errors[o.code.empty() ? "not sent" : o.code];
+      const std::string code_name = o.code.empty() ? "NOT_SENT" : o.code;
+      if (errors[code_name]++ == 0) first_errors[code_name] = o.message;
       continue;
     }
     ++ok;
@@ -238,7 +248,8 @@ int BenchCommand(const std::vector<std::string>& argv) {
         {"server", conn->address()}, {"mode", rate > 0 ? "open" : "closed"},
         {"concurrency", rate > 0 ? 0 : *concurrency}, {"rate", rate},
         {"requests_sent", sent.load()}, {"successful_requests", ok}, {"failed_requests", failed},
-        {"errors_by_code", errors}, {"duration_s", elapsed},
+        {"errors_by_code", errors}, {"first_error_by_code", first_errors},
+        {"duration_s", elapsed},
         {"total_input_tokens", input_tokens}, {"total_output_tokens", output_tokens},
         {"request_throughput", static_cast<double>(ok) / elapsed},
         {"output_token_throughput", static_cast<double>(output_tokens) / elapsed},
@@ -249,8 +260,11 @@ int BenchCommand(const std::vector<std::string>& argv) {
     std::printf("============ pkm bench (%s loop) ============\n", rate > 0 ? "open" : "closed");
     std::printf("%-40s %10ld\n%-40s %10ld\n", "Successful requests:", ok, "Failed requests:",
                 failed);
-    for (const auto& [status_code, n] : errors) {
-      std::printf("  %-38s %10d\n", ("status code " + status_code + ":").c_str(), n);
+    for (const auto& [code_name, n] : errors) {
+      std::printf("  %-38s %10d\n", (code_name + ":").c_str(), n);
+      if (!first_errors[code_name].empty()) {
+        std::printf("    first: %s\n", first_errors[code_name].c_str());
+      }
     }
     std::printf("%-40s %10.2f\n%-40s %10ld\n%-40s %10ld\n", "Benchmark duration (s):", elapsed,
                 "Total input tokens:", input_tokens, "Total generated tokens:", output_tokens);

@@ -11,6 +11,7 @@ int ScoreCommand(const std::vector<std::string>& argv);
 int InfoCommand(const std::vector<std::string>& argv);
 int HealthCommand(const std::vector<std::string>& argv);
 int TokenizeCommand(const std::vector<std::string>& argv);
+int DetokenizeCommand(const std::vector<std::string>& argv);
 int BenchCommand(const std::vector<std::string>& argv);
 
 }  // namespace pkm::cli

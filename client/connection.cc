@@ -1,12 +1,33 @@
 #include "client/connection.h"
 
 #include <chrono>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 namespace pkm::cli {
 namespace {
+
+StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(StatusCode::kInvalidArgument, std::string(flag) + ": cannot read " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string FromEnv(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+bool IsNameChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+}
+
+}  // namespace
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
@@ -31,24 +52,42 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
-StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(StatusCode::kInvalidArgument, std::string(flag) + ": cannot read " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
-
 std::vector<FlagSpec> GlobalFlags() {
   return {
-      {"server", "HOST:PORT", "pkmserve's address", "127.0.0.1:50051"},
-      {"tls-ca", "FILE", "connect with TLS, trusting this PEM CA", ""},
-      {"auth-token-file", "FILE", "send the bearer token in FILE", ""},
-      {"timeout", "SECONDS", "deadline of each call, 0 for none", "600"},
-      {"help", "", "this text", ""},
+      {"server", "HOST:PORT", "pkmserve's address (env PKM_SERVER)",
+       FromEnv("PKM_SERVER", "127.0.0.1:50051")},
+      {"tls-ca", "FILE", "connect with TLS, trusting this PEM CA (env PKM_TLS_CA)",
+       FromEnv("PKM_TLS_CA", "")},
+      {"auth-token-file", "FILE", "send the bearer token in FILE (env PKM_AUTH_TOKEN_FILE)",
+       FromEnv("PKM_AUTH_TOKEN_FILE", "")},
+      {"timeout", "SECONDS", "deadline of each call, 0 for none (env PKM_TIMEOUT)",
+       FromEnv("PKM_TIMEOUT", "600")},
+      {"help", "", "this text (also -h)", ""},
   };
+}
+
+std::string InFlagTerms(const std::string& message, const FlagTerms& terms) {
+  std::string out;
+  size_t i = 0;
+  while (i < message.size()) {
+    const bool starts_name = (i == 0 || (!IsNameChar(message[i - 1]) && message[i - 1] != '.' &&
+                                         message[i - 1] != '-'));
+    bool replaced = false;
+    if (starts_name) {
+      for (const auto& [field, flag] : terms) {
+        const size_t end = i + field.size();
+        if (message.compare(i, field.size(), field) == 0 &&
+            (end == message.size() || !IsNameChar(message[end]))) {
+          out += flag;
+          i = end;
+          replaced = true;
+          break;
+        }
+      }
+    }
+    if (!replaced) out += message[i++];
+  }
+  return out;
 }
 
 StatusOr<Connection> Connection::FromArgs(const Args& args) {
@@ -60,12 +99,12 @@ StatusOr<Connection> Connection::FromArgs(const Args& args) {
   }
   PKM_ASSIGN_OR_RETURN(c.timeout_s_, args.GetDouble("timeout", 0, 86400 * 7));
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (args.Has("tls-ca")) {
+  if (!args.Get("tls-ca").empty()) {
     grpc::SslCredentialsOptions tls;
     PKM_ASSIGN_OR_RETURN(tls.pem_root_certs, ReadFile(args.Get("tls-ca"), "--tls-ca"));
     credentials = grpc::SslCredentials(tls);
   }
-  if (args.Has("auth-token-file")) {
+  if (!args.Get("auth-token-file").empty()) {
     PKM_ASSIGN_OR_RETURN(c.token_, ReadFile(args.Get("auth-token-file"), "--auth-token-file"));
     while (!c.token_.empty() && std::isspace(static_cast<unsigned char>(c.token_.back()))) {
       c.token_.pop_back();
@@ -113,8 +152,8 @@ grpc::Status FetchModelInfo(const Connection& conn, pkmserve::v1::ModelInfo* inf
   return stub->GetModelInfo(&ctx, pkmserve::v1::GetModelInfoRequest(), info);
 }
 
-int ReportRpcError(const grpc::Status& status) {
-  std::string message = status.error_message();
+int ReportRpcError(const grpc::Status& status, const FlagTerms& terms) {
+  std::string message = InFlagTerms(status.error_message(), terms);
   for (char& ch : message) {
     if (ch == '\n') ch = ' ';
   }

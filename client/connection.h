@@ -21,8 +21,19 @@ inline constexpr int kExitUsage = 2;       // bad command line
 inline constexpr int kExitConnection = 3;  // the server cannot be reached (UNAVAILABLE)
 inline constexpr int kExitServer = 4;      // the server answered with an error
 
-// --server, --tls-ca, --auth-token-file, --timeout.
+// --server, --tls-ca, --auth-token-file, --timeout (each defaulting to its environment
+// variable: PKM_SERVER, PKM_TLS_CA, PKM_AUTH_TOKEN_FILE, PKM_TIMEOUT), --help.
 std::vector<FlagSpec> GlobalFlags();
+
+// Request fields and the pkm flags that set them: {"max_new_tokens", "--max-tokens"}, ...
+using FlagTerms = std::vector<std::pair<std::string, std::string>>;
+
+// The server's message with each field name that a flag sets replaced by the flag, so the
+// caller reads the terms it typed. Only whole names: "limits.max_new_tokens" stays.
+std::string InFlagTerms(const std::string& message, const FlagTerms& terms);
+
+// "INVALID_ARGUMENT" for grpc::StatusCode::INVALID_ARGUMENT.
+const char* CodeName(grpc::StatusCode code);
 
 class Connection {
  public:
@@ -54,8 +65,8 @@ std::optional<Args> ParseOrHelp(const std::vector<std::string>& argv, const std:
 // GetModelInfo with the connection's token and deadline.
 grpc::Status FetchModelInfo(const Connection& conn, pkmserve::v1::ModelInfo* info);
 
-// Prints "pkm: CODE: message" (one line, on stderr) and returns the exit code for it.
-int ReportRpcError(const grpc::Status& status);
+// Prints "pkm: CODE: message" (one line, on stderr, in `terms`) and returns the exit code for it.
+int ReportRpcError(const grpc::Status& status, const FlagTerms& terms = {});
 // Prints "pkm: message" for a usage error and returns kExitUsage.
 int ReportUsageError(const Status& status);
 

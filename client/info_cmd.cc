@@ -1,10 +1,14 @@
-// pkm info, pkm health, pkm tokenize: facts about the server and its model.
+// pkm info, health, tokenize, detokenize: facts about the server, its model and tokenizer.
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "client/commands.h"
 #include "client/connection.h"
+#include "client/text_input.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "pkmserve/v1/inference.grpc.pb.h"
 
@@ -41,7 +45,7 @@ int InfoCommand(const std::vector<std::string>& argv) {
         {"eos_id", info.eos_id()}, {"pkm_layers", layers},
         {"parameter_count", info.parameter_count()}, {"device", info.device()},
         {"weight_dtype", info.weight_dtype()}, {"compute_dtype", info.compute_dtype()},
-        {"weight_bytes", info.weight_bytes()},
+        {"weight_bytes", info.weight_bytes()}, {"server_version", info.server_version()},
         {"limits", {{"max_prompt_tokens", l.max_prompt_tokens()},
                     {"max_new_tokens", l.max_new_tokens()},
                     {"max_batch_tokens", l.max_batch_tokens()}, {"max_queue", l.max_queue()},
@@ -50,8 +54,8 @@ int InfoCommand(const std::vector<std::string>& argv) {
     std::printf("%s\n", j.dump(2).c_str());
     return kExitOk;
   }
-  std::printf("server      %s\nmodel       %s (%s)\n", conn->address().c_str(), info.name().c_str(),
-              info.path().c_str());
+  std::printf("server      %s, pkmserve %s\nmodel       %s (%s)\n", conn->address().c_str(),
+              info.server_version().c_str(), info.name().c_str(), info.path().c_str());
   std::printf("shape       %d layers, d_model %d, %d heads, vocab %d, max_seq_len %d\n",
               info.n_layers(), info.d_model(), info.n_heads(), info.vocab_size(),
               info.max_seq_len());
@@ -97,21 +101,22 @@ int HealthCommand(const std::vector<std::string>& argv) {
 
 int TokenizeCommand(const std::vector<std::string>& argv) {
   int code = 0;
-  auto args = ParseOrHelp(argv, "pkm tokenize [flags] \"text\"",
-                          "Token ids and pieces of a text under the model's tokenizer.",
-                          {{"no-bos", "", "do not prepend BOS", ""},
+  const std::string usage = "pkm tokenize [flags] \"text\" | - | --file FILE";
+  auto args = ParseOrHelp(argv, usage,
+                          "Token ids and pieces of a text under the model's tokenizer. The text "
+                          "is the argument,\nstdin (-) or a file (--file); it must be UTF-8.",
+                          {{"file", "FILE", "read the text from FILE", ""},
+                           {"no-bos", "", "do not prepend BOS", ""},
                            {"json", "", "print {ids, pieces} as JSON", ""}},
                           &code);
   if (!args) return code;
-  if (args->positional().size() != 1) {
-    return ReportUsageError(Status(StatusCode::kInvalidArgument,
-                                   "usage: pkm tokenize [flags] \"text\""));
-  }
+  auto text = ReadTextArgument(*args, usage);
+  if (!text.ok()) return ReportUsageError(text.status());
   auto conn = Connection::FromArgs(*args);
   if (!conn.ok()) return ReportUsageError(conn.status());
   auto stub = v1::Inference::NewStub(conn->channel());
   v1::TokenizeRequest req;
-  req.set_text(args->positional()[0]);
+  req.set_text(*text);
   req.set_add_bos(!args->Has("no-bos"));
   v1::TokenizeResponse resp;
   grpc::ClientContext ctx;
@@ -127,6 +132,58 @@ int TokenizeCommand(const std::vector<std::string>& argv) {
   }
   for (int i = 0; i < resp.ids_size(); ++i) {
     std::printf("%d\t%s\n", resp.ids(i), resp.pieces(i).c_str());
+  }
+  return kExitOk;
+}
+
+int DetokenizeCommand(const std::vector<std::string>& argv) {
+  const std::string usage = "pkm detokenize [flags] ID... | -";
+  int code = 0;
+  auto args = ParseOrHelp(argv, usage,
+                          "The text of token ids (separated by spaces or commas; - reads them "
+                          "from stdin),\nas the server's tokenizer decodes them.",
+                          {{"json", "", "print {text} as JSON", ""}}, &code);
+  if (!args) return code;
+  std::string list;
+  for (const std::string& a : args->positional()) {
+    if (a == "-") {
+      auto in = ReadTextFile("-");
+      if (!in.ok()) return ReportUsageError(in.status());
+      list += " " + *in;
+    } else {
+      list += " " + a;
+    }
+  }
+  for (char& c : list) {
+    if (c == ',' || c == '[' || c == ']') c = ' ';  // "1,2,3" and a JSON list from tokenize
+  }
+  v1::DetokenizeRequest req;
+  std::istringstream words(list);
+  for (std::string word; words >> word;) {
+    char* end = nullptr;
+    const long id = std::strtol(word.c_str(), &end, 10);
+    if (*end != '\0' || id < 0 || id > INT32_MAX) {
+      return ReportUsageError(Status(StatusCode::kInvalidArgument,
+                                     "'" + word + "' is not a token id (a non-negative integer)"));
+    }
+    req.add_ids(static_cast<int32_t>(id));
+  }
+  if (req.ids_size() == 0) {
+    return ReportUsageError(Status(StatusCode::kInvalidArgument, "no token ids given (usage: " +
+                                                                     usage + ")"));
+  }
+  auto conn = Connection::FromArgs(*args);
+  if (!conn.ok()) return ReportUsageError(conn.status());
+  auto stub = v1::Inference::NewStub(conn->channel());
+  v1::DetokenizeResponse resp;
+  grpc::ClientContext ctx;
+  conn->Prepare(&ctx);
+  const grpc::Status st = stub->Detokenize(&ctx, req, &resp);
+  if (!st.ok()) return ReportRpcError(st);
+  if (args->Has("json")) {
+    std::printf("%s\n", nlohmann::json({{"text", resp.text()}}).dump().c_str());
+  } else {
+    std::printf("%s\n", resp.text().c_str());
   }
   return kExitOk;
 }

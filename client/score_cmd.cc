@@ -7,7 +7,6 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +14,7 @@
 #include "client/commands.h"
 #include "client/connection.h"
 #include "client/perplexity.h"
+#include "client/text_input.h"
 #include "pkmserve/v1/inference.grpc.pb.h"
 
 namespace pkm::cli {
@@ -33,18 +33,6 @@ std::vector<FlagSpec> ScoreFlags() {
       {"per-token", "FILE", "write each scored token, its piece and logprob as TSV (- for stdout)",
        ""},
   };
-}
-
-StatusOr<std::string> ReadInput(const std::string& path) {
-  std::ostringstream text;
-  if (path == "-") {
-    text << std::cin.rdbuf();
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status(StatusCode::kInvalidArgument, "cannot read " + path);
-    text << in.rdbuf();
-  }
-  return text.str();
 }
 
 // A progress line on stderr, redrawn in place; only when stderr is a terminal.
@@ -89,7 +77,8 @@ struct FileScore {
   int windows = 0;
 };
 
-// Sends the plan's windows, `parallel` at a time, and keeps each window's last `take` scores.
+// Sends the plan's windows, `parallel` at a time; each window asks for its last `take` scores
+// only (score_from), so the server scores and counts each token once.
 StatusOr<FileScore> ScoreWindows(const Connection& conn, const std::vector<int32_t>& tokens,
                                  const std::vector<ScoreWindowRequest>& plan, int parallel,
                                  bool want_pieces, Progress* progress, grpc::Status* rpc_error) {
@@ -108,6 +97,7 @@ StatusOr<FileScore> ScoreWindows(const Connection& conn, const std::vector<int32
           req.mutable_tokens()->add_ids(t == p.begin && p.first_token >= 0 ? p.first_token
                                                                             : tokens[t]);
         }
+        req.set_score_from(static_cast<uint32_t>(p.end - p.begin - p.take));
         v1::ScoreResponse resp;
         grpc::ClientContext ctx;
         conn.Prepare(&ctx);
@@ -118,7 +108,18 @@ StatusOr<FileScore> ScoreWindows(const Connection& conn, const std::vector<int32
           next = plan.size();
           return;
         }
-        kept[i].assign(resp.tokens().end() - p.take, resp.tokens().end());
+        if (resp.tokens_size() != p.take) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          if (rpc_error->ok()) {
+            *rpc_error = grpc::Status(grpc::StatusCode::INTERNAL,
+                                      "the server scored " + std::to_string(resp.tokens_size()) +
+                                          " tokens of a window, not the " +
+                                          std::to_string(p.take) + " asked for (score_from)");
+          }
+          next = plan.size();
+          return;
+        }
+        kept[i].assign(resp.tokens().begin(), resp.tokens().end());
         progress->Add(p.end - p.begin);
       }
     });
@@ -198,7 +199,7 @@ int ScoreCommand(const std::vector<std::string>& argv) {
   }
 
   for (const std::string& path : args->positional()) {
-    auto text = ReadInput(path);
+    auto text = ReadTextFile(path);
     if (!text.ok()) return ReportUsageError(text.status());
     v1::TokenizeRequest treq;
     treq.set_text(*text);
@@ -227,7 +228,7 @@ int ScoreCommand(const std::vector<std::string>& argv) {
       return ScoreWindows(*conn, ids, plan, static_cast<int>(*parallel), tsv != nullptr,
                           &progress, &rpc_error);
     }();
-    if (!scored.ok()) return ReportRpcError(rpc_error);
+    if (!scored.ok()) return ReportRpcError(rpc_error, {{"context", "--ctx"}, {"stride", "--stride"}});
     const PerplexityStats stats = Summarize(scored->logprobs);
     if (tsv != nullptr) {
       for (size_t i = 0; i < scored->ids.size(); ++i) {

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/nearest_name.h"
+
 namespace pkm::cli {
 namespace {
 
@@ -31,7 +33,8 @@ StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
       only_positional = true;
       continue;
     }
-    std::string name = a.substr(a[1] == '-' ? 2 : 1);
+    // -h is --help wherever a command has --help, as every CLI user types it.
+    std::string name = a == "-h" && Find(specs, "help") != nullptr ? "help" : a.substr(a[1] == '-' ? 2 : 1);
     std::string value;
     bool has_value = false;
     if (const size_t eq = name.find('='); eq != std::string::npos) {
@@ -41,7 +44,12 @@ StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
     }
     const FlagSpec* spec = Find(specs, name);
     if (spec == nullptr) {
-      return Status(StatusCode::kInvalidArgument, "unknown flag --" + name + " (see --help)");
+      std::vector<std::string> known;
+      for (const FlagSpec& s : specs) known.push_back("--" + s.name);
+      const std::string nearest = NearestName("--" + name, known);
+      return Status(StatusCode::kInvalidArgument,
+                    "unknown flag --" + name +
+                        (nearest.empty() ? "" : "; did you mean " + nearest + "?") + " (see --help)");
     }
     if (spec->value_name.empty()) {
       if (has_value) {

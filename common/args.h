@@ -1,5 +1,5 @@
 // A small command-line parser for pkm's subcommands and the benchmarks: --name value,
-// --name=value, boolean --name, and positional arguments ("-" is positional). Each command
+// --name=value, boolean --name, positional arguments ("-" is positional) and -h for --help. Each command
 // declares its flags, so errors and --help are specific to it. Standard library only, so the
 // benchmarks use it where gRPC and Abseil are absent.
 #pragma once

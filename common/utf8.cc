@@ -1,5 +1,7 @@
 #include "common/utf8.h"
 
+#include <cstdio>
+
 namespace pkm {
 
 std::optional<size_t> FirstInvalidUtf8(std::string_view text) {
@@ -37,6 +39,15 @@ std::optional<size_t> FirstInvalidUtf8(std::string_view text) {
     i += len;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> DescribeInvalidUtf8(std::string_view text, const std::string& what) {
+  const std::optional<size_t> bad = FirstInvalidUtf8(text);
+  if (!bad) return std::nullopt;
+  char byte[8];
+  std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(text[*bad]));
+  return what + " is not valid UTF-8: byte " + std::to_string(*bad) + " (" + byte + ") of " +
+         std::to_string(text.size()) + " does not start a well-formed character";
 }
 
 }  // namespace pkm

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace pkm {
@@ -12,5 +13,9 @@ namespace pkm {
 // character, as RFC 3629 defines it: no overlong forms, no surrogates (U+D800..U+DFFF), nothing
 // above U+10FFFF, no truncated sequence at the end. nullopt when the whole text is valid.
 std::optional<size_t> FirstInvalidUtf8(std::string_view text);
+
+// "WHAT is not valid UTF-8: byte N (0xNN) of SIZE does not start a well-formed character", the
+// one wording of the server's and the CLI's refusals; nullopt when the text is valid.
+std::optional<std::string> DescribeInvalidUtf8(std::string_view text, const std::string& what);
 
 }  // namespace pkm

@@ -45,7 +45,4 @@ std::string CommandLineHelp(const std::string& usage, const std::string& about,
 // "PKMSERVE_MAX_BATCH_TOKENS" for "max_batch_tokens".
 std::string EnvVarName(const std::string& flag_name);
 
-// The known name nearest `name` by edit distance, or "" when none is close.
-std::string NearestName(const std::string& name, const std::vector<std::string>& known);
-
 }  // namespace pkm

@@ -183,6 +183,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       t->set_id(step.token);
       if (logprobs_) {
         t->set_logprob(step.logprob);
+        t->set_piece(tokenizer_->IdToPiece(step.token));
         AddTop(step.top, *tokenizer_, t->mutable_top_logprobs());
       }
       pending_.mutable_text()->append(step.text);

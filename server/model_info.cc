@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "common/version.h"
+
 namespace pkm {
 
 pkmserve::v1::ModelInfo DescribeModel(const LoadedModel& model, const Engine& engine,
@@ -33,6 +35,7 @@ pkmserve::v1::ModelInfo DescribeModel(const LoadedModel& model, const Engine& en
   info.set_weight_dtype(c.dtype);
   info.set_compute_dtype("float32");
   info.set_weight_bytes(engine.weight_bytes());
+  info.set_server_version(VersionLine());
   pkmserve::v1::ServerLimits* limits = info.mutable_limits();
   const int seq_room = c.max_seq_len - 1;
   limits->set_max_prompt_tokens(static_cast<uint32_t>(

@@ -4,7 +4,6 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
-#include <cstdio>
 #include <map>
 #include <vector>
 
@@ -54,18 +53,8 @@ bool CheckStrings(const std::string& bytes, const Descriptor* type, const std::s
     if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
       if (!CheckStrings(value, field->message_type(), name + '.', error, depth + 1)) return false;
     } else if (error->empty()) {
-      if (const std::optional<size_t> bad = FirstInvalidUtf8(value)) {
-        char byte[8];
-        std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(value[*bad]));
-        *error = name;
-        *error += " is not valid UTF-8: byte ";
-        *error += std::to_string(*bad);
-        *error += " (";
-        *error += byte;
-        *error += ") of ";
-        *error += std::to_string(value.size());
-        *error += " does not start a well-formed character (strings must be UTF-8; send raw "
-                  "bytes as token ids)";
+      if (std::optional<std::string> bad = DescribeInvalidUtf8(value, name)) {
+        *error = *bad + " (strings must be UTF-8; send raw bytes as token ids)";
       }
     }
   }

@@ -31,3 +31,14 @@ def start_server(pkmserve, *flags, env=None):
             drain_stderr(proc, proc.log_lines)
             return proc, m.group(1), metrics
     raise AssertionError("pkmserve did not start:\n" + "".join(proc.log_lines))
+
+
+def run_pkm(pkm, *args, stdin=None, env=None):
+    """Runs the CLI to completion; stdin as text or bytes, stdout and stderr as text."""
+    if not isinstance(stdin, bytes):
+        return subprocess.run([pkm, *args], capture_output=True, text=True, input=stdin,
+                              timeout=120, env=env)
+    out = subprocess.run([pkm, *args], capture_output=True, input=stdin, timeout=120, env=env)
+    out.stdout = out.stdout.decode(errors="replace")
+    out.stderr = out.stderr.decode(errors="replace")
+    return out

@@ -9,22 +9,13 @@ import subprocess
 import pytest
 
 from tests.client.reference_ppl import reference
-from tests.client.servers import start_server
+from tests.client.servers import run_pkm, start_server
 
 HELDOUT = "tests/data/heldout.txt"
 
 
-@pytest.fixture(scope="module")
-def server(binaries):
-    proc, address, _ = start_server(binaries[0], "--threads", "2", "--kv-cache-bytes", "64M")
-    yield address
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
-
-
 def pkm(binaries, *args, stdin=None):
-    return subprocess.run([binaries[1], *args], capture_output=True, text=True, input=stdin,
-                          timeout=120)
+    return run_pkm(binaries[1], *args, stdin=stdin)
 
 
 @pytest.mark.parametrize("mode,ctx,stride", [("chunks", 256, None), ("chunks", 64, None),
@@ -100,9 +91,9 @@ def test_exit_codes_and_help(binaries, server):
     assert down.returncode == 3 and down.stderr.startswith("pkm: UNAVAILABLE:")
     bad = pkm(binaries, "generate", "--server", server, "--max-tokens", "100000", "x")
     assert bad.returncode == 4
-    assert re.fullmatch(r"pkm: INVALID_ARGUMENT: max_new_tokens must be in .*\n", bad.stderr)
-    assert "usage: pkm COMMAND" in pkm(binaries, "--help").stdout
-    for cmd in ["generate", "score", "info", "health", "tokenize"]:
+    assert re.fullmatch(r"pkm: INVALID_ARGUMENT: --max-tokens must be in .*\n", bad.stderr)
+    assert "usage: pkm [global flags] COMMAND" in pkm(binaries, "--help").stdout
+    for cmd in ["generate", "score", "info", "health", "tokenize", "detokenize", "bench"]:
         h = pkm(binaries, cmd, "--help")
         assert h.returncode == 0 and f"usage: pkm {cmd}" in h.stdout and "--server" in h.stdout
 
@@ -127,12 +118,17 @@ def test_bench_closed_and_open_loop(binaries, server):
 
 
 def test_bench_counts_errors_by_status_code(binaries, server):
-    # max_new_tokens beyond the server's limit: every request fails with INVALID_ARGUMENT (3).
+    # max_new_tokens beyond the server's limit: every request fails with INVALID_ARGUMENT,
+    # reported by name with the first message, in bench's own flag terms.
     out = pkm(binaries, "bench", "--server", server, "--num-requests", "5", "--output-len",
               "100000", "--json")
     assert out.returncode == 4
     r = json.loads(out.stdout)
-    assert r["failed_requests"] == 5 and r["errors_by_code"] == {"3": 5}
+    assert r["failed_requests"] == 5 and r["errors_by_code"] == {"INVALID_ARGUMENT": 5}
+    assert r["first_error_by_code"]["INVALID_ARGUMENT"].startswith("--output-len must be in [1, ")
+    text = pkm(binaries, "bench", "--server", server, "--num-requests", "2", "--output-len",
+               "100000")
+    assert re.search(r"INVALID_ARGUMENT:\s+2\n    first: --output-len must be in", text.stdout)
 
 
 def test_tls_and_bearer_token(binaries, tmp_path):

@@ -28,6 +28,22 @@ TEST(Args, FlagsValuesAndErrors) {
   EXPECT_FALSE(Args::Parse({"--json=1"}, specs).ok());
 }
 
+TEST(Args, UnknownFlagSuggestsTheNearestName) {
+  const std::vector<FlagSpec> specs = {{"max-tokens", "N", "", "0"}, {"json", "", "", ""}};
+  const Status s = Args::Parse({"--max-token", "5"}, specs).status();
+  EXPECT_EQ(s.message(), "unknown flag --max-token; did you mean --max-tokens? (see --help)");
+  EXPECT_EQ(Args::Parse({"--listen"}, specs).status().message(),
+            "unknown flag --listen (see --help)");
+}
+
+TEST(Args, DashHIsHelpWhereTheCommandHasHelp) {
+  const std::vector<FlagSpec> with_help = {{"help", "", "", ""}};
+  auto a = Args::Parse({"-h"}, with_help);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(a->Has("help"));
+  EXPECT_FALSE(Args::Parse({"-h"}, {{"json", "", "", ""}}).ok());
+}
+
 TEST(HelpText, ListsEachFlagWithItsValueAndDefault) {
   const std::vector<FlagSpec> specs = {{"ctx", "N", "context tokens", "512"},
                                        {"json", "", "as JSON", ""}};

@@ -27,5 +27,11 @@ TEST(Utf8, ReportsTheOffsetOfTheFirstBadByte) {
   EXPECT_EQ(FirstInvalidUtf8("\xC3\xA9\xC3\xA9\xF5"), 4u);
 }
 
+TEST(Utf8, DescribesTheBadByteInOneWording) {
+  EXPECT_EQ(DescribeInvalidUtf8("ab\xFFz", "stdin"),
+            "stdin is not valid UTF-8: byte 2 (0xff) of 4 does not start a well-formed character");
+  EXPECT_EQ(DescribeInvalidUtf8("caf\xC3\xA9", "text"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace pkm
