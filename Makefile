@@ -9,14 +9,24 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DPKMSERVE_WERROR=ON
 endif
 
-.PHONY: setup build test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden model clean
+.PHONY: setup setup-serve build build-serve test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden model clean
 
+# Two package sets (scripts/setup.sh): serving needs a compiler and the server's libraries;
+# testing, training and the benchmarks add GoogleTest, torch, Prometheus and Chromium.
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh all
+
+setup-serve:
+	@bash scripts/setup.sh serve
 
 build: setup
-	@cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPKMSERVE_BUILD_TESTS=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) --parallel
+
+# The server, its CUDA plugin and the CLI, without the tests (which need GoogleTest).
+build-serve: setup-serve
+	@cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPKMSERVE_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) --parallel --target pkmserve pkm
 
 test: build
 	@$(MAKE) --no-print-directory test-cpp test-python test-asan
@@ -39,8 +49,10 @@ test-asan:
 test-python:
 	@$(PY) -m pytest -q tests/training
 
-serve: build
-	$(BUILD)/bin/pkmserve --model $(MODEL)
+# ARGS goes to pkmserve: make serve ARGS="--listen 0.0.0.0:50051 --log-format json"
+ARGS ?=
+serve: build-serve
+	$(BUILD)/bin/pkmserve --model $(MODEL) $(ARGS)
 
 bench: build
 	@$(PY) bench/compare_cpu.py --model $(MODEL) --build $(BUILD)

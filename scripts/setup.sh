@@ -1,27 +1,49 @@
 #!/usr/bin/env bash
-# Installs every Debian package pkmserve needs to build, test, train and serve.
+# Installs the Debian packages pkmserve needs, in two sets:
+#   scripts/setup.sh serve   what building and serving needs (`make serve`)
+#   scripts/setup.sh [all]   that plus what testing, training and the benchmarks need (`make test`)
+#   scripts/setup.sh --list SET   prints the set's packages, one per line, and installs nothing
 # Idempotent: prints nothing and installs nothing when everything is already there.
 # Run as root on Debian bookworm (sudo is used when available otherwise).
 set -euo pipefail
 
-PACKAGES=(
+SERVE_PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config git patch
   # C++ libraries
-  libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev libopenblas0-pthread
-  nlohmann-json3-dev libsentencepiece-dev sentencepiece
+  libopenblas-dev libopenblas0-pthread nlohmann-json3-dev libsentencepiece-dev
   # server (PKMSERVE_WITH_SERVER)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
+  # the build rewrites the CUDA sources for HIP-CPU with a standard-library script
+  python3
+  ca-certificates
+)
+TEST_PACKAGES=(
+  # C++ tests and micro-benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
   # python reference, training, tests (Debian's interpreter: /usr/bin/python3)
-  python3 python3-torch python3-numpy python3-sentencepiece python3-pytest
+  sentencepiece python3-torch python3-numpy python3-sentencepiece python3-pytest
   python3-matplotlib python3-grpcio python3-protobuf
-  # corpora and tools
-  ca-certificates openssl
+  openssl
   # metrics tests: promtool, a real Prometheus, and headless Chromium for the dashboard shot
   prometheus chromium fonts-dejavu-core
 )
+
+list_only=0
+if [ "${1:-}" = "--list" ]; then
+  list_only=1
+  shift
+fi
+case "${1:-all}" in
+  serve) PACKAGES=("${SERVE_PACKAGES[@]}") ;;
+  all) PACKAGES=("${SERVE_PACKAGES[@]}" "${TEST_PACKAGES[@]}") ;;
+  *) echo "setup: unknown set '$1' (expected serve or all)" >&2; exit 2 ;;
+esac
+if [ $list_only -eq 1 ]; then
+  printf '%s\n' "${PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
