@@ -510,47 +510,57 @@ grpc::ServerUnaryReactor* InferenceService::Score(grpc::CallbackServerContext* c
   return reactor;
 }
 
-grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
-                                                     const grpc::ByteBuffer* request_bytes,
-                                                     grpc::ByteBuffer* response_bytes) {
-  RequestOutcome outcome = NewOutcome("tokenize");
+template <class Request, class Response, class Answer>
+grpc::ServerUnaryReactor* InferenceService::AnswerNow(const char* method,
+                                                      grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request_bytes,
+                                                      grpc::ByteBuffer* response_bytes,
+                                                      Answer answer) {
+  RequestOutcome outcome = NewOutcome(method);
   auto finish = [&](const grpc::Status& status) {
     RecordOutcome(config_.metrics, outcome, status);
     return FinishNow(context, status);
   };
   if (grpc::Status auth = CheckAuth(context); !auth.ok()) return finish(auth);
-  v1::TokenizeRequest request;
+  Request request;
   if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return finish(s);
-  v1::TokenizeResponse response;
-  if (!request.has_add_bos() || request.add_bos()) response.add_ids(tokenizer_->bos_id());
-  for (int32_t id : tokenizer_->Encode(request.text())) response.add_ids(id);
-  for (int32_t id : response.ids()) response.add_pieces(tokenizer_->IdToPiece(id));
-  outcome.output_tokens = response.ids_size();
+  Response response;
+  if (grpc::Status s = answer(request, &response, &outcome); !s.ok()) return finish(s);
   outcome.finish = "ok";
   EncodeResponse(response, response_bytes);
   return finish(grpc::Status::OK);
 }
 
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request_bytes,
+                                                     grpc::ByteBuffer* response_bytes) {
+  return AnswerNow<v1::TokenizeRequest, v1::TokenizeResponse>(
+      "tokenize", context, request_bytes, response_bytes,
+      [this](const v1::TokenizeRequest& request, v1::TokenizeResponse* response,
+             RequestOutcome* outcome) {
+        if (!request.has_add_bos() || request.add_bos()) response->add_ids(tokenizer_->bos_id());
+        for (int32_t id : tokenizer_->Encode(request.text())) response->add_ids(id);
+        for (int32_t id : response->ids()) response->add_pieces(tokenizer_->IdToPiece(id));
+        outcome->output_tokens = response->ids_size();
+        return grpc::Status::OK;
+      });
+}
+
 grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request_bytes,
                                                        grpc::ByteBuffer* response_bytes) {
-  RequestOutcome outcome = NewOutcome("detokenize");
-  auto finish = [&](const grpc::Status& status) {
-    RecordOutcome(config_.metrics, outcome, status);
-    return FinishNow(context, status);
-  };
-  if (grpc::Status auth = CheckAuth(context); !auth.ok()) return finish(auth);
-  v1::DetokenizeRequest request;
-  if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return finish(s);
-  if (Status s = CheckTokenIds(request.ids(), model_config_.vocab_size, "ids"); !s.ok()) {
-    return finish(ToGrpcStatus(s));
-  }
-  v1::DetokenizeResponse response;
-  response.set_text(tokenizer_->Decode(std::vector<int32_t>(request.ids().begin(), request.ids().end())));
-  outcome.prompt_tokens = request.ids_size();
-  outcome.finish = "ok";
-  EncodeResponse(response, response_bytes);
-  return finish(grpc::Status::OK);
+  return AnswerNow<v1::DetokenizeRequest, v1::DetokenizeResponse>(
+      "detokenize", context, request_bytes, response_bytes,
+      [this](const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response,
+             RequestOutcome* outcome) {
+        if (Status s = CheckTokenIds(request.ids(), model_config_.vocab_size, "ids"); !s.ok()) {
+          return ToGrpcStatus(s);
+        }
+        response->set_text(
+            tokenizer_->Decode(std::vector<int32_t>(request.ids().begin(), request.ids().end())));
+        outcome->prompt_tokens = request.ids_size();
+        return grpc::Status::OK;
+      });
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,

@@ -73,6 +73,13 @@ class InferenceService final : public internal::RawInferenceService {
   grpc::Status CheckAuth(const grpc::CallbackServerContext* context) const;
   // A new call's outcome record, with its id.
   RequestOutcome NewOutcome(const char* method);
+  // A unary call answered on the spot: authenticates, decodes a `Request`, lets `answer`
+  // (grpc::Status(const Request&, Response*, RequestOutcome*)) fill the response and the
+  // counts, encodes it and records the outcome.
+  template <class Request, class Response, class Answer>
+  grpc::ServerUnaryReactor* AnswerNow(const char* method, grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request_bytes,
+                                      grpc::ByteBuffer* response_bytes, Answer answer);
 
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
