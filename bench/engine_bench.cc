@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     cfg = model->config();
     // KV cache sized to the largest workload, so resident memory is compared with what it needs.
     const size_t block_bytes =
-        pkm::KvCache::BytesPerPosition(cfg.n_layers, cfg.n_heads, cfg.d_model / cfg.n_heads) *
+        pkm::KvCache::BytesPerPosition(cfg.n_layers, cfg.attention.n_kv_heads, cfg.head_dim()) *
         pkm::KvCache::kBlockSize;
     const size_t blocks_per_seq =
         (score_len + pkm::KvCache::kBlockSize - 1) / pkm::KvCache::kBlockSize;

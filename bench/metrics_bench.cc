@@ -71,7 +71,7 @@ Result RunServer(const Setup& setup, const std::vector<Job>& jobs, int concurren
         .kv_cache_bytes = static_cast<double>((*engine)->kv_cache_bytes()),
         .queue_capacity = options.max_queue,
         .device = "cpu",
-        .pkm_layers = setup.model->config().pkm_layers});
+        .pkm_layers = setup.model->config().memory_layers()});
     options.observer = metrics.get();
   }
   scheduler = std::make_unique<Scheduler>(engine->get(), setup.tokenizer, options);
@@ -120,7 +120,7 @@ std::pair<double, double> DecodeSteps(const Setup& setup, int batch, int blocks,
     engines[on] = std::move(*e);
   }
   ServerMetrics metrics({.model = "bench", .stats = [] { return SchedulerStats{}; },
-                         .pkm_layers = c.pkm_layers});
+                         .pkm_layers = c.memory_layers()});
   const int prompt = 16;
   const std::vector<int32_t> prompt_tokens(prompt, 5), one_token(1, 7);
   std::vector<double> per_step[2];
@@ -184,20 +184,20 @@ double MetricsWorkPerStep(const Setup& setup, int batch, int refresh) {
   if (Status st = (*engine)->Step(chunks, &r); !st.ok()) Die("prefill", st);
   for (auto& ch : chunks) ch.tokens = next;
   if (Status st = (*engine)->Step(chunks, &r); !st.ok()) Die("decode", st);
-  const int per_token = c.pkm_heads * c.pkm_knn;
+  const int per_token = c.memories[0].heads * c.memories[0].knn;
   const std::vector<int32_t>& ids = r.pkm_ids[0];
-  const std::vector<float> weights(ids.size(), 1.0f / static_cast<float>(c.pkm_knn));
+  const std::vector<float> weights(ids.size(), 1.0f / static_cast<float>(c.memories[0].knn));
   std::vector<int32_t> host_ids(ids.size());
   std::vector<float> host_weights(ids.size());
   std::vector<PkmUsageWindow> windows;
-  for (size_t l = 0; l < c.pkm_layers.size(); ++l) {
-    windows.emplace_back(int64_t{c.pkm_n_keys} * c.pkm_n_keys, per_token, setup.window);
+  for (size_t l = 0; l < c.memory_layers().size(); ++l) {
+    windows.emplace_back(c.memories[0].slots(), per_token, setup.window);
     // Fill the window so that every later addition also evicts, as in steady state.
     for (int t = 0; t < setup.window; t += batch) windows.back().Add(ids.data(), weights.data(), batch);
   }
   ServerMetrics metrics({.model = "bench", .stats = [] { return SchedulerStats{}; },
-                         .pkm_layers = c.pkm_layers});
-  const std::vector<double> lookup_seconds(c.pkm_layers.size(), 1e-4);
+                         .pkm_layers = c.memory_layers()});
+  const std::vector<double> lookup_seconds(c.memory_layers().size(), 1e-4);
   const int iterations = 20 * refresh;
   const auto start = Clock::now();
   for (int i = 0; i < iterations; ++i) {

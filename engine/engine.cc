@@ -5,23 +5,16 @@
 #include <string>
 #include <unordered_set>
 
+#include "engine/layers.h"
 #include "engine/sampling.h"
 #include "model_loader/dtype.h"
 
 namespace pkm {
 
-struct Engine::LayerWeights {
-  float *attn_norm_w, *attn_norm_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
-  float *ffn_norm_w, *ffn_norm_b;
-  float *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;        // no FFN: null
-  float *pkm_q_w = nullptr, *pkm_q_b = nullptr, *pkm_keys = nullptr, *pkm_values = nullptr;
-  int pkm_index = -1;  // position in config.pkm_layers, -1 without a memory
-};
-
 // Activations of one tile of kMaxTileTokens tokens, and one LM-head tile.
 struct Engine::Scratch {
   int tokens = 0, blocks = 0;
-  DeviceBuffer x, h, q, k, v, att, o, f, pq, mem, ids, pkm_weights, xr, logits;
+  DeviceBuffer x, h, q, k, v, att, o, f, f3, pq, bag, gate, mem, ids, pkm_weights, xr, logits;
   DeviceBuffer token_ids, token_seq, token_pos, block_tables, logit_rows;
   // Host copies of one LM-head tile, reused across steps (decode calls this every token).
   std::vector<float> host_logits, host_logprobs;
@@ -31,17 +24,28 @@ struct Engine::Scratch {
   std::vector<float> host_pkm_weights;
 };
 
+namespace {
+
+// The largest per-token width any memory needs for `f` (e.g. heads·k_dim for the queries).
+template <typename F>
+size_t MaxOverMemories(const ModelConfig& c, F f) {
+  size_t most = 0;
+  for (const MemorySpec& m : c.memories) most = std::max(most, static_cast<size_t>(f(m)));
+  return most;
+}
+
+}  // namespace
+
 Engine::Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int kv_blocks,
                const EngineOptions& options)
     : config_(config),
       options_(options),
       backend_(std::move(backend)),
-      kv_(config.n_heads, config.head_dim(), kv_blocks),
+      kv_(config.attention.n_kv_heads, config.head_dim(), kv_blocks),
       scratch_(std::make_unique<Scratch>()) {
   if (options.pkm_usage_window > 0) {
-    const int64_t slots = static_cast<int64_t>(config.pkm_n_keys) * config.pkm_n_keys;
-    for (size_t i = 0; i < config.pkm_layers.size(); ++i) {
-      pkm_usage_.emplace_back(slots, config.pkm_heads * config.pkm_knn, options.pkm_usage_window);
+    for (const MemorySpec& m : config.memories) {
+      pkm_usage_.emplace_back(m.slots(), m.heads * m.knn, options.pkm_usage_window);
     }
   }
 }
@@ -52,9 +56,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LoadedModel& model,
                                                  std::unique_ptr<Backend> backend,
                                                  const EngineOptions& options) {
   const ModelConfig& c = model.config();
-  const int head_dim = c.d_model / c.n_heads;
   const size_t per_block =
-      KvCache::BytesPerPosition(c.n_layers, c.n_heads, head_dim) * KvCache::kBlockSize;
+      KvCache::BytesPerPosition(c.n_layers, c.attention.n_kv_heads, c.head_dim()) *
+      KvCache::kBlockSize;
   const size_t blocks = options.kv_cache_bytes / per_block;
   if (blocks == 0) {
     return Status(StatusCode::kInvalidArgument,
@@ -62,16 +66,17 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LoadedModel& model,
                       " is less than one KV block (" + std::to_string(per_block) +
                       " bytes = " + std::to_string(KvCache::kBlockSize) + " positions)");
   }
-  if (!c.pkm_layers.empty()) {
-    const std::string refused =
-        backend->CheckPkmShape({c.pkm_heads, c.pkm_knn, c.pkm_n_keys, c.pkm_k_dim, c.pkm_v_dim});
+  for (const MemorySpec& m : c.memories) {
+    const std::string refused = backend->CheckPkmShape({m.heads, m.knn, m.n_keys, m.k_dim, m.v_dim});
     if (!refused.empty()) {
-      return Status(StatusCode::kFailedPrecondition,
-                    "the " + backend->name() + " backend cannot run this model's memory: " + refused);
+      return Status(StatusCode::kFailedPrecondition, "the " + backend->name() +
+                                                         " backend cannot run the memory of " +
+                                                         m.label() + ": " + refused);
     }
   }
   std::unique_ptr<Engine> engine(new Engine(c, std::move(backend), static_cast<int>(blocks), options));
-  PKM_RETURN_IF_ERROR(engine->UploadWeights(model));
+  PKM_ASSIGN_OR_RETURN(engine->weights_,
+                       UploadModelWeights(model, engine->config_, engine->backend_.get()));
   const size_t layer_floats = engine->kv_.floats_per_layer();
   for (int l = 0; l < c.n_layers; ++l) {
     engine->k_cache_.emplace_back(engine->backend_.get(), layer_floats * sizeof(float));
@@ -85,92 +90,36 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LoadedModel& model,
   return engine;
 }
 
-float* Engine::Upload(const LoadedModel& model, const std::string& name) {
-  const TensorView* t = model.FindTensor(name);
-  if (t == nullptr) return nullptr;  // the loader validated presence; absent means optional
-  std::vector<float> host(t->numel());
-  ToFloat32(*t, host.data());
-  DeviceBuffer buf(backend_.get(), host.size() * sizeof(float));
-  if (!buf) return nullptr;
-  backend_->CopyToDevice(buf.f(), host.data(), host.size() * sizeof(float));
-  weight_bytes_ += buf.bytes();
-  if (name.ends_with(".pkm.values")) pkm_value_bytes_ += buf.bytes();
-  float* p = buf.f();
-  weight_buffers_.push_back(std::move(buf));
-  return p;
-}
-
-Status Engine::UploadWeights(const LoadedModel& model) {
-  const ModelConfig& c = config_;
-  auto need = [&](const std::string& name, float** out) -> Status {
-    *out = Upload(model, name);
-    if (*out == nullptr) {
-      return Status(StatusCode::kResourceExhausted,
-                    "cannot place tensor '" + name + "' on " + backend_->name());
-    }
-    return Status();
-  };
-  PKM_RETURN_IF_ERROR(need("tok_embeddings.weight", &tok_embeddings_));
-  PKM_RETURN_IF_ERROR(need("norm.weight", &final_norm_w_));
-  PKM_RETURN_IF_ERROR(need("norm.bias", &final_norm_b_));
-  if (c.tie_embeddings) {
-    lm_head_ = tok_embeddings_;
-  } else {
-    PKM_RETURN_IF_ERROR(need("lm_head.weight", &lm_head_));
-  }
-  layers_.resize(c.n_layers);
-  for (int i = 0; i < c.n_layers; ++i) {
-    LayerWeights& w = layers_[i];
-    const std::string p = "layers." + std::to_string(i) + ".";
-    PKM_RETURN_IF_ERROR(need(p + "attn_norm.weight", &w.attn_norm_w));
-    PKM_RETURN_IF_ERROR(need(p + "attn_norm.bias", &w.attn_norm_b));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wq.weight", &w.wq));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wq.bias", &w.bq));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wk.weight", &w.wk));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wk.bias", &w.bk));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wv.weight", &w.wv));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wv.bias", &w.bv));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wo.weight", &w.wo));
-    PKM_RETURN_IF_ERROR(need(p + "attn.wo.bias", &w.bo));
-    PKM_RETURN_IF_ERROR(need(p + "ffn_norm.weight", &w.ffn_norm_w));
-    PKM_RETURN_IF_ERROR(need(p + "ffn_norm.bias", &w.ffn_norm_b));
-    if (c.HasFfn(i)) {
-      PKM_RETURN_IF_ERROR(need(p + "ffn.w1.weight", &w.w1));
-      PKM_RETURN_IF_ERROR(need(p + "ffn.w1.bias", &w.b1));
-      PKM_RETURN_IF_ERROR(need(p + "ffn.w2.weight", &w.w2));
-      PKM_RETURN_IF_ERROR(need(p + "ffn.w2.bias", &w.b2));
-    }
-    if (c.HasPkm(i)) {
-      w.pkm_index = static_cast<int>(
-          std::find(c.pkm_layers.begin(), c.pkm_layers.end(), i) - c.pkm_layers.begin());
-      PKM_RETURN_IF_ERROR(need(p + "pkm.query.weight", &w.pkm_q_w));
-      PKM_RETURN_IF_ERROR(need(p + "pkm.query.bias", &w.pkm_q_b));
-      PKM_RETURN_IF_ERROR(need(p + "pkm.keys", &w.pkm_keys));
-      PKM_RETURN_IF_ERROR(need(p + "pkm.values", &w.pkm_values));
-    }
-  }
-  return Status();
-}
-
 void Engine::EnsureScratch() {
   Scratch& s = *scratch_;
   if (s.tokens > 0) return;
+  const ModelConfig& c = config_;
   Backend* b = backend_.get();
-  const size_t n = kMaxTileTokens, d = config_.d_model;
-  const size_t pkm_q = static_cast<size_t>(config_.pkm_heads) * config_.pkm_k_dim;
-  const size_t pkm_ids = static_cast<size_t>(config_.pkm_heads) * config_.pkm_knn;
-  for (DeviceBuffer* buf : {&s.x, &s.h, &s.q, &s.k, &s.v, &s.att, &s.o, &s.mem}) {
-    *buf = DeviceBuffer(b, n * d * sizeof(float));
-  }
-  s.f = DeviceBuffer(b, n * static_cast<size_t>(config_.d_ff) * sizeof(float));
-  s.pq = DeviceBuffer(b, n * pkm_q * sizeof(float));
-  s.ids = DeviceBuffer(b, n * pkm_ids * sizeof(int32_t));
-  s.pkm_weights = DeviceBuffer(b, n * pkm_ids * sizeof(float));
+  const size_t n = kMaxTileTokens, d = c.d_model;
+  const size_t q_width = static_cast<size_t>(c.attention.n_heads) * c.head_dim();
+  const size_t kv_width = static_cast<size_t>(c.attention.n_kv_heads) * c.head_dim();
+  auto floats = [&](DeviceBuffer* buf, size_t width) {
+    *buf = DeviceBuffer(b, n * std::max<size_t>(width, 1) * sizeof(float));
+  };
+  for (DeviceBuffer* buf : {&s.x, &s.h, &s.o, &s.mem}) floats(buf, d);
+  floats(&s.q, q_width);
+  floats(&s.att, q_width);
+  floats(&s.k, kv_width);
+  floats(&s.v, kv_width);
+  floats(&s.f, static_cast<size_t>(c.ffn.hidden));
+  floats(&s.f3, c.ffn.kind == FfnKind::kSwiglu ? static_cast<size_t>(c.ffn.hidden) : 1);
+  floats(&s.pq, MaxOverMemories(c, [](const MemorySpec& m) { return m.heads * m.k_dim; }));
+  const size_t v_width = MaxOverMemories(c, [](const MemorySpec& m) { return m.v_dim; });
+  floats(&s.bag, v_width);
+  floats(&s.gate, v_width);
+  const size_t per_token = MaxOverMemories(c, [](const MemorySpec& m) { return m.heads * m.knn; });
+  s.ids = DeviceBuffer(b, n * std::max<size_t>(per_token, 1) * sizeof(int32_t));
+  floats(&s.pkm_weights, per_token);
   for (DeviceBuffer* buf : {&s.token_ids, &s.token_seq, &s.token_pos}) {
     *buf = DeviceBuffer(b, n * sizeof(int32_t));
   }
   s.xr = DeviceBuffer(b, kLogitTile * d * sizeof(float));
-  s.logits = DeviceBuffer(b, kLogitTile * static_cast<size_t>(config_.vocab_size) * sizeof(float));
+  s.logits = DeviceBuffer(b, kLogitTile * static_cast<size_t>(c.vocab_size) * sizeof(float));
   s.logit_rows = DeviceBuffer(b, kLogitTile * sizeof(int32_t));
   s.tokens = kMaxTileTokens;
 }
@@ -272,9 +221,13 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
   const int n = static_cast<int>(tokens.size());
   result->logits.resize(static_cast<size_t>(logits_rows) * c.vocab_size);
   const bool record = options_.record_pkm_lookups;
-  result->pkm_ids.assign(record ? c.pkm_layers.size() : 0,
-                         std::vector<int32_t>(static_cast<size_t>(n) * c.pkm_heads * c.pkm_knn));
-  result->pkm_lookup_seconds.assign(options_.time_pkm_lookups ? c.pkm_layers.size() : 0, 0.0);
+  result->pkm_ids.clear();
+  if (record) {
+    for (const MemorySpec& m : c.memories) {
+      result->pkm_ids.emplace_back(static_cast<size_t>(n) * m.heads * m.knn);
+    }
+  }
+  result->pkm_lookup_seconds.assign(options_.time_pkm_lookups ? c.memories.size() : 0, 0.0);
   if (s.blocks < static_cast<int>(tables.size())) {
     s.block_tables = DeviceBuffer(&b, tables.size() * sizeof(int32_t));
     s.blocks = static_cast<int>(tables.size());
@@ -303,75 +256,94 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
 
 void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token) {
   const ModelConfig& c = config_;
+  const ModelWeights& w = weights_;
   Backend& b = *backend_;
   Scratch& s = *scratch_;
-  const int d = c.d_model, heads = c.n_heads, hd = d / heads;
+  const int d = c.d_model;
   const size_t nd = static_cast<size_t>(n) * d;
-  const float theta = static_cast<float>(c.rope_theta);
-  const float eps = static_cast<float>(c.norm_eps);
-  const int32_t* pos = s.token_pos.as<int32_t>();
-  const int32_t* seq = s.token_seq.as<int32_t>();
-  const int32_t* tables = s.block_tables.as<int32_t>();
+  const bool want_ids = options_.record_pkm_lookups || !pkm_usage_.empty();
+  const TileBuffers t{.q = s.q.f(), .k = s.k.f(), .v = s.v.f(), .att = s.att.f(),
+                      .f = s.f.f(), .f3 = s.f3.f(), .pq = s.pq.f(), .bag = s.bag.f(),
+                      .gate = s.gate.f(),
+                      .ids = want_ids ? s.ids.as<int32_t>() : nullptr,
+                      .slot_weights = pkm_usage_.empty() ? nullptr : s.pkm_weights.f(),
+                      .positions = s.token_pos.as<int32_t>(), .seqs = s.token_seq.as<int32_t>(),
+                      .block_tables = s.block_tables.as<int32_t>(), .max_blocks = max_blocks};
+  float* x = s.x.f();
 
-  b.Embedding(tok_embeddings_, d, s.token_ids.as<int32_t>(), n, s.x.f());
+  b.Embedding(w.tok_embeddings, d, s.token_ids.as<int32_t>(), n, x);
+  if (w.pos_embeddings != nullptr) {
+    b.Embedding(w.pos_embeddings, d, t.positions, n, s.o.f());
+    b.Add(x, s.o.f(), nd);
+  }
+  if (c.embedding_norm) Norm(b, c.norm, w.emb_norm, x, n, d, x);
+  const bool pre_norm = c.block == BlockOrder::kPreNorm;
   for (int l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& w = layers_[l];
-    b.LayerNorm(s.x.f(), n, d, w.attn_norm_w, w.attn_norm_b, eps, s.h.f());
-    b.Linear(s.h.f(), n, d, w.wq, w.bq, d, s.q.f());
-    b.Linear(s.h.f(), n, d, w.wk, w.bk, d, s.k.f());
-    b.Linear(s.h.f(), n, d, w.wv, w.bv, d, s.v.f());
-    b.Rope(s.q.f(), n, heads, hd, pos, theta);
-    b.Rope(s.k.f(), n, heads, hd, pos, theta);
-    b.KvWrite(s.k.f(), s.v.f(), n, d, KvCache::kBlockSize, tables, max_blocks, seq, pos,
-              k_cache_[l].f(), v_cache_[l].f());
-    b.PagedAttention(s.q.f(), n, heads, hd, k_cache_[l].f(), v_cache_[l].f(), KvCache::kBlockSize,
-                     tables, max_blocks, seq, pos, s.att.f());
-    b.Linear(s.att.f(), n, d, w.wo, w.bo, d, s.o.f());
-    b.Add(s.x.f(), s.o.f(), nd);
+    const BlockWeights& bw = w.blocks[l];
+    // Attention: x + Attn(norm(x)) (pre-norm) or norm(x + Attn(x)) (post-norm).
+    const float* attn_in = x;
+    if (pre_norm) {
+      Norm(b, c.norm, bw.attn_norm, x, n, d, s.h.f());
+      attn_in = s.h.f();
+    }
+    Attention(b, c, bw.attn, attn_in, n, t, k_cache_[l].f(), v_cache_[l].f(), s.o.f());
+    b.Add(x, s.o.f(), nd);
+    if (!pre_norm) Norm(b, c.norm, bw.attn_norm, x, n, d, x);
 
-    // x = x + (FFN(h) [+ PKM(h)]): the sum in parentheses first, as the reference adds it.
-    b.LayerNorm(s.x.f(), n, d, w.ffn_norm_w, w.ffn_norm_b, eps, s.h.f());
+    // F: FFN, a memory instead of it, or both; x + F(norm(x)) or norm(x + F(x)).
+    const float* f_in = x;
+    if (pre_norm) {
+      Norm(b, c.norm, bw.ffn_norm, x, n, d, s.h.f());
+      f_in = s.h.f();
+    }
     float* branch = nullptr;
-    if (w.w1 != nullptr) {
-      b.Linear(s.h.f(), n, d, w.w1, w.b1, c.d_ff, s.f.f());
-      b.Gelu(s.f.f(), static_cast<size_t>(n) * c.d_ff);
-      b.Linear(s.f.f(), n, c.d_ff, w.w2, w.b2, d, s.o.f());
+    if (bw.has_ffn) {
+      Ffn(b, c.ffn, bw.ffn, f_in, n, t, s.o.f());
       branch = s.o.f();
     }
-    if (w.pkm_index >= 0) {
-      PkmForward(w, n, result, first_token);
+    if (bw.block_memory >= 0) {
+      MemoryForward(w.memories[bw.block_memory], f_in, n, s.mem.f(), result, first_token);
       if (branch != nullptr) {
-        b.Add(branch, s.mem.f(), nd);
+        b.Add(branch, s.mem.f(), nd);  // FFN(h) + M(h) first, as the reference adds them
       } else {
         branch = s.mem.f();
       }
     }
-    b.Add(s.x.f(), branch, nd);
+    b.Add(x, branch, nd);
+    if (!pre_norm) Norm(b, c.norm, bw.ffn_norm, x, n, d, x);
+
+    if (bw.after_memory >= 0) {
+      MemoryForward(w.memories[bw.after_memory], x, n, s.mem.f(), result, first_token);
+      b.Add(x, s.mem.f(), nd);
+    }
   }
 }
 
-void Engine::PkmForward(const LayerWeights& w, int n, StepResult* result, int first_token) {
-  const ModelConfig& c = config_;
+void Engine::MemoryForward(const MemoryWeights& w, const float* in, int n, float* out,
+                           StepResult* result, int first_token) {
   Backend& b = *backend_;
   Scratch& s = *scratch_;
-  const cpu::PkmShape shape{c.pkm_heads, c.pkm_knn, c.pkm_n_keys, c.pkm_k_dim, c.pkm_v_dim};
+  const MemorySpec& m = *w.spec;
   const bool record = options_.record_pkm_lookups;
   const bool track = !pkm_usage_.empty();
   const bool timed = options_.time_pkm_lookups;
+  const bool want_ids = record || track;
+  const TileBuffers t{.q = nullptr, .k = nullptr, .v = nullptr, .att = nullptr, .f = nullptr,
+                      .f3 = nullptr, .pq = s.pq.f(), .bag = s.bag.f(), .gate = s.gate.f(),
+                      .ids = want_ids ? s.ids.as<int32_t>() : nullptr,
+                      .slot_weights = track ? s.pkm_weights.f() : nullptr,
+                      .positions = nullptr, .seqs = nullptr, .block_tables = nullptr,
+                      .max_blocks = 0};
   const auto start = std::chrono::steady_clock::now();
-  b.Linear(s.h.f(), n, c.d_model, w.pkm_q_w, w.pkm_q_b,
-           c.pkm_heads * c.pkm_k_dim, s.pq.f());
-  b.PkmLookup(shape, s.pq.f(), n, w.pkm_keys, w.pkm_values, s.mem.f(),
-              record || track ? s.ids.as<int32_t>() : nullptr,
-              track ? s.pkm_weights.f() : nullptr);
+  Memory(b, w, in, n, t, out);
   if (timed) {
     b.Synchronize();
-    result->pkm_lookup_seconds[w.pkm_index] +=
+    result->pkm_lookup_seconds[w.index] +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  const size_t per_token = static_cast<size_t>(c.pkm_heads) * c.pkm_knn;
+  const size_t per_token = static_cast<size_t>(m.heads) * m.knn;
   if (record) {
-    b.CopyToHost(result->pkm_ids[w.pkm_index].data() + first_token * per_token,
+    b.CopyToHost(result->pkm_ids[w.index].data() + first_token * per_token,
                  s.ids.as<int32_t>(), n * per_token * sizeof(int32_t));
   }
   if (track) {
@@ -379,7 +351,7 @@ void Engine::PkmForward(const LayerWeights& w, int n, StepResult* result, int fi
     s.host_pkm_weights.resize(n * per_token);
     b.CopyToHost(s.host_pkm_ids.data(), s.ids.as<int32_t>(), n * per_token * sizeof(int32_t));
     b.CopyToHost(s.host_pkm_weights.data(), s.pkm_weights.f(), n * per_token * sizeof(float));
-    pkm_usage_[w.pkm_index].Add(s.host_pkm_ids.data(), s.host_pkm_weights.data(), n);
+    pkm_usage_[w.index].Add(s.host_pkm_ids.data(), s.host_pkm_weights.data(), n);
   }
 }
 
@@ -387,7 +359,7 @@ std::vector<PkmLayerUsage> Engine::PkmUsage() const {
   std::vector<PkmLayerUsage> usage;
   for (size_t i = 0; i < pkm_usage_.size(); ++i) {
     const PkmUsageWindow& u = pkm_usage_[i];
-    usage.push_back({.layer = config_.pkm_layers[i],
+    usage.push_back({.layer = config_.memories[i].layer,
                      .coverage = u.Coverage(),
                      .kl_to_uniform = u.KlToUniform(),
                      .window_tokens = u.tokens()});
@@ -398,7 +370,6 @@ std::vector<PkmLayerUsage> Engine::PkmUsage() const {
 void Engine::EmitOutputs(std::span<const SeqChunk> batch, std::span<const OutputRow> rows,
                          int first_token, size_t* logits_written, StepResult* result) {
   const int vocab = config_.vocab_size, d = config_.d_model;
-  const float eps = static_cast<float>(config_.norm_eps);
   Scratch& s = *scratch_;
   Backend& b = *backend_;
   std::vector<float>& host = s.host_logits;
@@ -411,8 +382,10 @@ void Engine::EmitOutputs(std::span<const SeqChunk> batch, std::span<const Output
     for (size_t r = 0; r < count; ++r) tile_rows.push_back(rows[start + r].token - first_token);
     b.CopyToDevice(s.logit_rows.as<int32_t>(), tile_rows.data(), count * sizeof(int32_t));
     b.GatherRows(s.x.f(), d, s.logit_rows.as<int32_t>(), static_cast<int>(count), s.xr.f());
-    b.LayerNorm(s.xr.f(), static_cast<int>(count), d, final_norm_w_, final_norm_b_, eps, s.xr.f());
-    b.Linear(s.xr.f(), static_cast<int>(count), d, lm_head_, nullptr, vocab, s.logits.f());
+    if (config_.final_norm) {
+      Norm(b, config_.norm, weights_.final_norm, s.xr.f(), static_cast<int>(count), d, s.xr.f());
+    }
+    Project(b, weights_.lm_head, s.xr.f(), static_cast<int>(count), s.logits.f());
     b.CopyToHost(host.data(), s.logits.f(), count * vocab * sizeof(float));
     for (size_t r = 0; r < count; ++r) {
       const OutputRow& row = rows[start + r];
@@ -449,8 +422,8 @@ int Engine::KvBlocksNeeded(SeqId seq, int new_tokens) const {
 
 DeviceMemoryUse Engine::device_memory() const {
   DeviceMemoryUse use;
-  use.pkm_values = pkm_value_bytes_;
-  use.weights = weight_bytes_ - pkm_value_bytes_;
+  use.pkm_values = weights_.value_table_bytes;
+  use.weights = weights_.bytes - weights_.value_table_bytes;
   use.kv_cache = kv_cache_bytes();
   const size_t held = use.weights + use.pkm_values + use.kv_cache;
   const size_t allocated = backend_->allocated_bytes();

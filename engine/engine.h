@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "engine/backend.h"
 #include "engine/kv_cache.h"
+#include "engine/model_weights.h"
 #include "engine/pkm_usage.h"
 #include "model_loader/model_config.h"
 #include "model_loader/model_loader.h"
@@ -66,10 +67,10 @@ struct StepResult {
   std::vector<int> logits_row;
   // scores[i]: chunk i's target log-probabilities (empty without targets).
   std::vector<ChunkScores> scores;
-  // When record_pkm_lookups: per memory layer (in pkm_layers order), [n_tokens, heads, knn]
+  // When record_pkm_lookups: per memory (in config.memories order), [n_tokens, heads, knn]
   // slot ids of every token of the step, in batch order.
   std::vector<std::vector<int32_t>> pkm_ids;
-  // When time_pkm_lookups: per memory layer (in pkm_layers order), the seconds its lookups
+  // When time_pkm_lookups: per memory (in config.memories order), the seconds its lookups
   // took in this step.
   std::vector<double> pkm_lookup_seconds;
 };
@@ -118,7 +119,7 @@ class Engine {
   const ModelConfig& config() const { return config_; }
   const KvCache& kv_cache() const { return kv_; }
   size_t kv_cache_bytes() const;
-  size_t weight_bytes() const { return weight_bytes_; }
+  size_t weight_bytes() const { return weights_.bytes; }
   // Reads the backend's allocation count: cheap, callable from any thread that may call
   // Backend::allocated_bytes.
   DeviceMemoryUse device_memory() const;
@@ -129,11 +130,8 @@ class Engine {
   Backend& backend() { return *backend_; }
 
  private:
-  struct LayerWeights;
   Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int kv_blocks,
          const EngineOptions& options);
-  Status UploadWeights(const LoadedModel& model);
-  float* Upload(const LoadedModel& model, const std::string& name);
   // A row of the step that needs logits (target -1) or a score (target >= 0).
   struct OutputRow {
     int32_t token;  // index in the step's flattened tokens
@@ -145,9 +143,10 @@ class Engine {
   // Runs n tokens (whose ids, chunks and positions are in the scratch) through every layer,
   // leaving the last hidden states in the scratch. first_token: their index in the step.
   void Forward(int n, int max_blocks, StepResult* result, int first_token);
-  // The memory of layer `w` over the tile's n tokens (normed input in the scratch's h), into
-  // the scratch's mem; records, times and tracks usage as the options ask.
-  void PkmForward(const LayerWeights& w, int n, StepResult* result, int first_token);
+  // One memory over the tile's n tokens: M(in) into out; records, times and tracks usage as
+  // the options ask.
+  void MemoryForward(const MemoryWeights& w, const float* in, int n, float* out,
+                     StepResult* result, int first_token);
   // Final norm + LM head over `rows` (all within the tile starting at first_token),
   // kLogitTile rows at a time, filling the result's logits and scores.
   void EmitOutputs(std::span<const SeqChunk> batch, std::span<const OutputRow> rows,
@@ -158,16 +157,8 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   KvCache kv_;
   std::unordered_map<SeqId, int> lengths_;
-  // Weights: one buffer per tensor, fp32.
-  std::vector<DeviceBuffer> weight_buffers_;
-  size_t weight_bytes_ = 0;
-  size_t pkm_value_bytes_ = 0;  // of weight_bytes_
-  float* tok_embeddings_ = nullptr;
-  float* final_norm_w_ = nullptr;
-  float* final_norm_b_ = nullptr;
-  float* lm_head_ = nullptr;
-  std::vector<LayerWeights> layers_;
-  // Memory layers' usage windows, in pkm_layers order (empty when not kept).
+  ModelWeights weights_;  // fp32, one buffer per tensor
+  // Memories' usage windows, in config.memories order (empty when not kept).
   std::vector<PkmUsageWindow> pkm_usage_;
   // Tokens per pass through the layers, and rows per LM-head GEMM: bounds activation memory.
   static constexpr int kMaxTileTokens = 256;

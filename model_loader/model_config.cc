@@ -1,148 +1,150 @@
 #include "model_loader/model_config.h"
 
-#include <algorithm>
-#include <array>
-#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
-#include <variant>
 
 #include "model_loader/file_util.h"
+#include "model_loader/json_fields.h"
+#include "model_loader/model_config_versions.h"
 
 namespace pkm {
 namespace {
 
 using json = nlohmann::json;
 
-constexpr char kReexport[] = "re-export the model with training/export.py";
-
-// The table of config.json keys: parsing, unknown and missing fields all follow it.
-using Member = std::variant<int ModelConfig::*, double ModelConfig::*, bool ModelConfig::*,
-                            std::string ModelConfig::*, std::vector<int> ModelConfig::*>;
-struct Field {
-  std::string_view name;
-  Member member;
-};
-
-const std::array<Field, 21> kFields = {{
-    {"format_version", &ModelConfig::format_version},
-    {"architecture", &ModelConfig::architecture},
-    {"vocab_size", &ModelConfig::vocab_size},
-    {"d_model", &ModelConfig::d_model},
-    {"n_layers", &ModelConfig::n_layers},
-    {"n_heads", &ModelConfig::n_heads},
-    {"d_ff", &ModelConfig::d_ff},
-    {"max_seq_len", &ModelConfig::max_seq_len},
-    {"rope_theta", &ModelConfig::rope_theta},
-    {"norm_eps", &ModelConfig::norm_eps},
-    {"tie_embeddings", &ModelConfig::tie_embeddings},
-    {"bos_id", &ModelConfig::bos_id},
-    {"eos_id", &ModelConfig::eos_id},
-    {"pkm_layers", &ModelConfig::pkm_layers},
-    {"pkm_mode", &ModelConfig::pkm_mode},
-    {"pkm_heads", &ModelConfig::pkm_heads},
-    {"pkm_knn", &ModelConfig::pkm_knn},
-    {"pkm_n_keys", &ModelConfig::pkm_n_keys},
-    {"pkm_k_dim", &ModelConfig::pkm_k_dim},
-    {"pkm_v_dim", &ModelConfig::pkm_v_dim},
-    {"dtype", &ModelConfig::dtype},
-}};
-
-// Built by appending: GCC 12 warns falsely (-Wrestrict, PR 105651) on "literal" + string&&.
-std::string Quote(std::string_view s) {
-  std::string quoted = "'";
-  quoted += s;
-  return quoted += "'";
+Status FieldError(std::string_view path, const std::string& field, const std::string& what) {
+  std::string message(path);
+  message += ": field '";
+  message += field;
+  return InvalidArgumentError(message + "': " + what);
 }
 
-Status FieldError(std::string_view path, std::string_view field, const std::string& what) {
-  return InvalidArgumentError(std::string(path) + ": field " + Quote(field) + ": " + what);
+std::string Str(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
-// "string \"256\"", "number 256.5", "array [1,2]": the found side of a type error.
-std::string Describe(const json& v) {
-  std::string text = v.dump();
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return std::string(v.type_name()) + " " + text;
-}
-
-Status ReadInt(const json& v, std::string_view path, std::string_view name, int* out) {
-  if (!v.is_number_integer()) {
-    return FieldError(path, name, "expected an integer, found " + Describe(v));
+Status CheckMemory(const ModelConfig& c, size_t index, std::string_view path) {
+  const MemorySpec& m = c.memories[index];
+  const std::string p = "memories[" + std::to_string(index) + "].";
+  if (m.layer < 0 || m.layer >= c.n_layers) {
+    return FieldError(path, p + "layer",
+                      "layer " + std::to_string(m.layer) + " is outside [0, n_layers=" +
+                          std::to_string(c.n_layers) + ")");
   }
-  const bool fits = v.is_number_unsigned()
-                        ? v.get<uint64_t>() <= uint64_t{INT_MAX}
-                        : v.get<int64_t>() >= INT_MIN && v.get<int64_t>() <= INT_MAX;
-  if (!fits) return FieldError(path, name, "value " + v.dump() + " does not fit a 32-bit int");
-  *out = v.get<int>();
-  return OkStatus();
-}
-
-Status ReadField(const json& v, std::string_view path, std::string_view name, Member member,
-                 ModelConfig* config) {
-  if (auto* m = std::get_if<int ModelConfig::*>(&member)) {
-    return ReadInt(v, path, name, &(config->**m));
-  }
-  if (auto* m = std::get_if<double ModelConfig::*>(&member)) {
-    if (!v.is_number()) return FieldError(path, name, "expected a number, found " + Describe(v));
-    config->** m = v.get<double>();
-    return OkStatus();
-  }
-  if (auto* m = std::get_if<bool ModelConfig::*>(&member)) {
-    if (!v.is_boolean()) {
-      return FieldError(path, name, "expected true or false, found " + Describe(v));
+  for (const auto& [name, value] : {std::pair<const char*, int>{"heads", m.heads},
+                                    {"n_keys", m.n_keys},
+                                    {"k_dim", m.k_dim},
+                                    {"v_dim", m.v_dim}}) {
+    if (value <= 0) {
+      return FieldError(path, p + name, "expected a positive integer, found " + std::to_string(value));
     }
-    config->** m = v.get<bool>();
-    return OkStatus();
   }
-  if (auto* m = std::get_if<std::string ModelConfig::*>(&member)) {
-    if (!v.is_string()) return FieldError(path, name, "expected a string, found " + Describe(v));
-    config->** m = v.get<std::string>();
-    return OkStatus();
+  if (m.knn < 1 || m.knn > m.n_keys) {
+    return FieldError(path, p + "knn",
+                      "expected 1 <= knn <= n_keys=" + std::to_string(m.n_keys) + ", found " +
+                          std::to_string(m.knn));
   }
-  auto* m = std::get_if<std::vector<int> ModelConfig::*>(&member);
-  if (!v.is_array()) {
-    return FieldError(path, name, "expected a list of integers, found " + Describe(v));
+  if (m.k_dim % 2 != 0) {
+    return FieldError(path, p + "k_dim",
+                      "expected an even number (the query splits in two halves), found " +
+                          std::to_string(m.k_dim));
   }
-  std::vector<int>& list = config->**m;
-  list.assign(v.size(), 0);
-  for (size_t i = 0; i < v.size(); ++i) {
-    PKM_RETURN_IF_ERROR(
-        ReadInt(v[i], path, std::string(name) + "[" + std::to_string(i) + "]", &list[i]));
+  if (m.output == MemoryOutput::kSum && m.v_dim != c.d_model) {
+    return FieldError(path, p + "v_dim",
+                      "expected d_model=" + std::to_string(c.d_model) +
+                          " (output \"sum\" adds the values to the residual stream; "
+                          "\"memory_plus\" projects them), found " + std::to_string(m.v_dim));
   }
-  return OkStatus();
-}
-
-// Names in a message: 'a', 'b' and 'c'.
-std::string NameList(const std::vector<std::string>& names) {
-  std::string s;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i > 0) s += (i + 1 == names.size()) ? " and " : ", ";
-    s += Quote(names[i]);
+  if (!std::isfinite(m.query_norm_eps) || m.query_norm_eps < 0) {
+    return FieldError(path, p + "query_norm_eps", "expected a number >= 0, found " + Str(m.query_norm_eps));
   }
-  return s;
-}
-
-Status CheckFormatVersion(const json& j, std::string_view path) {
-  auto it = j.find("format_version");
-  if (it == j.end()) return OkStatus();  // reported with the other missing fields
-  int version = 0;
-  PKM_RETURN_IF_ERROR(ReadInt(*it, path, "format_version", &version));
-  if (version != kModelFormatVersion) {
-    return UnimplementedError(
-        std::string(path) + ": field 'format_version': this build of pkmserve reads version " +
-        std::to_string(kModelFormatVersion) + " only, found " + std::to_string(version) +
-        "; use a pkmserve that reads it, or " + kReexport + " from this checkout");
+  if (m.values.empty()) return FieldError(path, p + "values", "expected a tensor name, found \"\"");
+  if (!DTypeFromConfigName(m.values_dtype)) {
+    return FieldError(path, p + "values_dtype",
+                      "expected \"float32\", \"float16\" or \"bfloat16\", found \"" +
+                          m.values_dtype + "\"");
+  }
+  for (size_t k = 0; k < index; ++k) {
+    const MemorySpec& o = c.memories[k];
+    const bool o_in_block = o.placement != MemoryPlacement::kAfter;
+    const bool m_in_block = m.placement != MemoryPlacement::kAfter;
+    if (o.layer == m.layer && o_in_block == m_in_block) {
+      return FieldError(path, p + "layer",
+                        "layer " + std::to_string(m.layer) + " already has " +
+                            (m_in_block ? "a memory inside its block (memories[" : "a memory after it (memories[") +
+                            std::to_string(k) + "]); a block has at most one of each");
+    }
+    if (o.values == m.values &&
+        (o.n_keys != m.n_keys || o.v_dim != m.v_dim || o.values_dtype != m.values_dtype)) {
+      return FieldError(path, p + "values",
+                        "shares table '" + m.values + "' with memories[" + std::to_string(k) +
+                            "], so n_keys, v_dim and values_dtype must agree: found " +
+                            std::to_string(m.n_keys) + "/" + std::to_string(m.v_dim) + "/" +
+                            m.values_dtype + " against " + std::to_string(o.n_keys) + "/" +
+                            std::to_string(o.v_dim) + "/" + o.values_dtype);
+    }
   }
   return OkStatus();
 }
 
 }  // namespace
 
-bool ModelConfig::HasPkm(int layer) const {
-  return std::find(pkm_layers.begin(), pkm_layers.end(), layer) != pkm_layers.end();
+std::string_view Name(NormKind v) { return v == NormKind::kRmsNorm ? "rmsnorm" : "layernorm"; }
+std::string_view Name(BlockOrder v) { return v == BlockOrder::kPostNorm ? "post_norm" : "pre_norm"; }
+std::string_view Name(PositionKind v) {
+  return v == PositionKind::kRope ? "rope" : v == PositionKind::kLearned ? "learned" : "none";
+}
+std::string_view Name(FfnKind v) {
+  switch (v) {
+    case FfnKind::kGelu: return "gelu";
+    case FfnKind::kGeluTanh: return "gelu_tanh";
+    case FfnKind::kRelu: return "relu";
+    case FfnKind::kSwiglu: return "swiglu";
+  }
+  return "?";
+}
+std::string_view Name(MemoryPlacement v) {
+  return v == MemoryPlacement::kReplace ? "replace" : v == MemoryPlacement::kParallel ? "parallel" : "after";
+}
+std::string_view Name(QueryNorm v) { return v == QueryNorm::kLayerNorm ? "layernorm" : "none"; }
+std::string_view Name(MemoryOutput v) { return v == MemoryOutput::kMemoryPlus ? "memory_plus" : "sum"; }
+
+std::string MemorySpec::prefix() const {
+  return "layers." + std::to_string(layer) +
+         (placement == MemoryPlacement::kAfter ? ".pkm_after." : ".pkm.");
+}
+
+std::string MemorySpec::label() const {
+  return "layer " + std::to_string(layer) + " (" + std::string(Name(placement)) + ")";
+}
+
+const MemorySpec* ModelConfig::BlockMemory(int layer) const {
+  for (const MemorySpec& m : memories) {
+    if (m.layer == layer && m.placement != MemoryPlacement::kAfter) return &m;
+  }
+  return nullptr;
+}
+
+const MemorySpec* ModelConfig::AfterMemory(int layer) const {
+  for (const MemorySpec& m : memories) {
+    if (m.layer == layer && m.placement == MemoryPlacement::kAfter) return &m;
+  }
+  return nullptr;
+}
+
+std::vector<int> ModelConfig::memory_layers() const {
+  std::vector<int> layers;
+  for (const MemorySpec& m : memories) layers.push_back(m.layer);
+  return layers;
+}
+
+bool ModelConfig::HasFfn(int layer) const {
+  const MemorySpec* m = BlockMemory(layer);
+  return m == nullptr || m->placement != MemoryPlacement::kReplace;
 }
 
 DType ModelConfig::weight_dtype() const {
@@ -177,44 +179,30 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_v
   }
   if (!j.is_object()) {
     return InvalidArgumentError(p + ": expected a JSON object of config fields, found " +
-                                Describe(j));
+                                internal_loader::DescribeJson(j));
   }
-  // The version first: a newer file's new fields must not be reported as typos.
-  PKM_RETURN_IF_ERROR(CheckFormatVersion(j, path));
-
-  std::vector<std::string> unknown;
-  for (const auto& [key, value] : j.items()) {
-    const bool known =
-        std::any_of(kFields.begin(), kFields.end(), [&](const Field& f) { return f.name == key; });
-    if (!known) unknown.push_back(key);
+  // The version first: it says which fields exist.
+  auto it = j.find("format_version");
+  if (it == j.end()) {
+    return InvalidArgumentError(p + ": missing field 'format_version' (1 or 2; "
+                                "docs/model-format.md)");
   }
-  if (!unknown.empty()) {
-    return InvalidArgumentError(
-        p + ": unknown field" + (unknown.size() > 1 ? "s " : " ") + NameList(unknown) +
-        "; check the spelling against docs/model-format.md (format_version " +
-        std::to_string(kModelFormatVersion) + " allows no other field)");
+  if (!it->is_number_integer() || (*it != 1 && *it != 2)) {
+    return UnimplementedError(
+        p + ": field 'format_version': this build of pkmserve reads versions 1 and 2, found " +
+        it->dump() + "; use a pkmserve that reads it, or re-export the model with "
+        "training/export.py from this checkout");
   }
-  std::vector<std::string> missing;
-  for (const Field& f : kFields) {
-    if (!j.contains(f.name)) missing.emplace_back(f.name);
-  }
-  if (!missing.empty()) {
-    return InvalidArgumentError(p + ": missing field" + (missing.size() > 1 ? "s " : " ") +
-                                NameList(missing) + " (every field is required); " + kReexport);
-  }
-
-  ModelConfig config;
-  for (const Field& f : kFields) {
-    PKM_RETURN_IF_ERROR(ReadField(j.at(std::string(f.name)), path, f.name, f.member, &config));
-  }
-  PKM_RETURN_IF_ERROR(ValidateModelConfig(config, path));
+  StatusOr<ModelConfig> config = *it == 1 ? internal_loader::ParseModelConfigV1(j, path)
+                                          : internal_loader::ParseModelConfigV2(j, path);
+  if (!config.ok()) return config.status();
+  PKM_RETURN_IF_ERROR(ValidateModelConfig(*config, path));
   return config;
 }
 
 Status ValidateModelConfig(const ModelConfig& c, std::string_view path) {
-  if (c.format_version != kModelFormatVersion) {
-    return UnimplementedError(std::string(path) + ": field 'format_version': expected " +
-                              std::to_string(kModelFormatVersion) + ", found " +
+  if (c.format_version != 1 && c.format_version != 2) {
+    return UnimplementedError(std::string(path) + ": field 'format_version': expected 1 or 2, found " +
                               std::to_string(c.format_version));
   }
   if (c.architecture != kModelArchitecture) {
@@ -222,89 +210,61 @@ Status ValidateModelConfig(const ModelConfig& c, std::string_view path) {
                       "expected \"" + std::string(kModelArchitecture) + "\", found \"" +
                           c.architecture + "\" (pkmserve serves only this architecture)");
   }
-  const std::pair<std::string_view, int> sizes[] = {
-      {"vocab_size", c.vocab_size},
-      {"d_model", c.d_model},
-      {"n_layers", c.n_layers},
-      {"n_heads", c.n_heads},
-      {"d_ff", c.d_ff},
-      {"max_seq_len", c.max_seq_len},
-      {"pkm_heads", c.pkm_heads},
-      {"pkm_n_keys", c.pkm_n_keys},
-      {"pkm_k_dim", c.pkm_k_dim},
-      {"pkm_v_dim", c.pkm_v_dim},
+  if (c.family.empty()) return FieldError(path, "family", "expected a non-empty name, found \"\"");
+  const std::pair<const char*, int> sizes[] = {
+      {"vocab_size", c.vocab_size},           {"d_model", c.d_model},
+      {"n_layers", c.n_layers},               {"max_seq_len", c.max_seq_len},
+      {"attention.n_heads", c.attention.n_heads}, {"attention.n_kv_heads", c.attention.n_kv_heads},
+      {"attention.head_dim", c.attention.head_dim}, {"ffn.hidden", c.ffn.hidden},
   };
   for (const auto& [name, value] : sizes) {
     if (value <= 0) {
       return FieldError(path, name, "expected a positive integer, found " + std::to_string(value));
     }
   }
-  if (!std::isfinite(c.rope_theta) || c.rope_theta <= 0) {
-    return FieldError(path, "rope_theta",
-                      "expected a positive number, found " + std::to_string(c.rope_theta));
+  if (c.attention.n_heads % c.attention.n_kv_heads != 0) {
+    return FieldError(path, "attention.n_kv_heads",
+                      "must divide n_heads=" + std::to_string(c.attention.n_heads) +
+                          " (each kv head serves n_heads / n_kv_heads query heads), found " +
+                          std::to_string(c.attention.n_kv_heads));
   }
-  if (!std::isfinite(c.norm_eps) || c.norm_eps < 0) {
-    return FieldError(path, "norm_eps",
-                      "expected a number >= 0, found " + std::to_string(c.norm_eps));
+  if (!std::isfinite(c.norm.eps) || c.norm.eps < 0) {
+    return FieldError(path, "norm.eps", "expected a number >= 0, found " + Str(c.norm.eps));
   }
-  if (c.d_model % c.n_heads != 0) {
-    return FieldError(path, "n_heads",
-                      "d_model=" + std::to_string(c.d_model) +
-                          " is not a multiple of n_heads=" + std::to_string(c.n_heads));
+  if (c.norm.kind == NormKind::kRmsNorm && c.norm.bias) {
+    return FieldError(path, "norm.bias", "expected false: rmsnorm has no bias");
   }
-  if (c.head_dim() % 2 != 0) {
-    return FieldError(path, "n_heads",
-                      "head_dim = d_model / n_heads = " + std::to_string(c.d_model) + " / " +
-                          std::to_string(c.n_heads) + " = " + std::to_string(c.head_dim()) +
-                          " must be even (RoPE rotates pairs)");
+  if (c.positions.kind == PositionKind::kRope) {
+    if (!std::isfinite(c.positions.rope_theta) || c.positions.rope_theta <= 0) {
+      return FieldError(path, "positions.theta",
+                        "expected a positive number, found " + Str(c.positions.rope_theta));
+    }
+    if (c.attention.head_dim % 2 != 0) {
+      return FieldError(path, "attention.head_dim",
+                        "must be even under rope (it rotates pairs), found " +
+                            std::to_string(c.attention.head_dim));
+    }
   }
-  for (const auto& [name, id] : {std::pair<std::string_view, int>{"bos_id", c.bos_id},
-                                 std::pair<std::string_view, int>{"eos_id", c.eos_id}}) {
+  if (c.positions.kind == PositionKind::kLearned && c.positions.max_positions < c.max_seq_len) {
+    return FieldError(path, "positions.max_positions",
+                      "expected at least max_seq_len=" + std::to_string(c.max_seq_len) +
+                          " (one row per position served), found " +
+                          std::to_string(c.positions.max_positions));
+  }
+  for (const auto& [name, id] : {std::pair<const char*, int>{"bos_id", c.bos_id},
+                                 std::pair<const char*, int>{"eos_id", c.eos_id}}) {
     if (id < 0 || id >= c.vocab_size) {
       return FieldError(path, name,
                         "expected a token id in [0, vocab_size=" + std::to_string(c.vocab_size) +
                             "), found " + std::to_string(id));
     }
   }
-  for (size_t i = 0; i < c.pkm_layers.size(); ++i) {
-    const int layer = c.pkm_layers[i];
-    if (layer < 0 || layer >= c.n_layers) {
-      return FieldError(path, "pkm_layers",
-                        "layer " + std::to_string(layer) +
-                            " is outside [0, n_layers=" + std::to_string(c.n_layers) + ")");
-    }
-    for (size_t k = 0; k < i; ++k) {
-      if (c.pkm_layers[k] == layer) {
-        return FieldError(path, "pkm_layers",
-                          "layer " + std::to_string(layer) + " is listed twice");
-      }
-    }
-  }
-  if (c.pkm_mode != "replace" && c.pkm_mode != "parallel") {
-    return FieldError(path, "pkm_mode",
-                      "expected \"replace\" or \"parallel\", found \"" + c.pkm_mode + "\"");
-  }
-  if (c.pkm_knn < 1 || c.pkm_knn > c.pkm_n_keys) {
-    return FieldError(path, "pkm_knn",
-                      "expected 1 <= pkm_knn <= pkm_n_keys=" + std::to_string(c.pkm_n_keys) +
-                          ", found " + std::to_string(c.pkm_knn));
-  }
-  if (c.pkm_k_dim % 2 != 0) {
-    return FieldError(path, "pkm_k_dim",
-                      "expected an even number (the query splits in two halves), found " +
-                          std::to_string(c.pkm_k_dim));
-  }
-  if (c.pkm_v_dim != c.d_model) {
-    return FieldError(path, "pkm_v_dim",
-                      "expected d_model=" + std::to_string(c.d_model) +
-                          " (values are added to the residual stream), found " +
-                          std::to_string(c.pkm_v_dim));
-  }
   if (!DTypeFromConfigName(c.dtype)) {
     return FieldError(
         path, "dtype",
         "expected \"float32\", \"float16\" or \"bfloat16\", found \"" + c.dtype + "\"");
   }
+  for (size_t i = 0; i < c.memories.size(); ++i) PKM_RETURN_IF_ERROR(CheckMemory(c, i, path));
   return OkStatus();
 }
 

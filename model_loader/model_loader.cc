@@ -17,16 +17,23 @@ constexpr char kReexport[] = "re-export with training/export.py";
 
 // Why a tensor the spec does not list might be in the file, when we can tell.
 std::string UnexpectedHint(const ModelConfig& c, const std::string& name) {
-  if (name == "lm_head.weight" && c.tie_embeddings) {
-    return " (tie_embeddings is true: the LM head is tok_embeddings.weight)";
+  if (name == "lm_head.weight" && c.lm_head.tied) {
+    return c.format_version == 1
+               ? " (tie_embeddings is true: the LM head is tok_embeddings.weight)"
+               : " (lm_head.tied is true: the LM head is tok_embeddings.weight)";
   }
   for (int i = 0; i < c.n_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
     if (name.rfind(p + "ffn.", 0) == 0 && !c.HasFfn(i)) {
       return " (layer " + std::to_string(i) + " has a memory in replace mode, so no FFN)";
     }
-    if (name.rfind(p + "pkm.", 0) == 0 && !c.HasPkm(i)) {
-      return " (layer " + std::to_string(i) + " is not in pkm_layers)";
+    if (name.rfind(p + "pkm.", 0) == 0 && c.BlockMemory(i) == nullptr) {
+      return c.format_version == 1
+                 ? " (layer " + std::to_string(i) + " is not in pkm_layers)"
+                 : " (no memory inside block " + std::to_string(i) + " in config.json)";
+    }
+    if (name.rfind(p + "pkm_after.", 0) == 0 && c.AfterMemory(i) == nullptr) {
+      return " (no memory after block " + std::to_string(i) + " in config.json)";
     }
   }
   return "";
@@ -69,8 +76,8 @@ Status ValidateTensors(const ModelConfig& config, const SafetensorsFile& weights
         "; " + kReexport);
   }
 
-  const DType dtype = config.weight_dtype();
   for (const TensorSpec& spec : specs) {
+    const DType dtype = *DTypeFromConfigName(spec.dtype);
     const TensorView& t = *weights.Find(spec.name);
     if (t.shape != spec.shape) {
       return InvalidArgumentError(path + ": tensor '" + spec.name + "' has shape " +
@@ -80,8 +87,8 @@ Status ValidateTensors(const ModelConfig& config, const SafetensorsFile& weights
     if (t.dtype != dtype) {
       return InvalidArgumentError(
           path + ": tensor '" + spec.name + "' has dtype " + std::string(DTypeName(t.dtype)) +
-          ", expected " + std::string(DTypeName(dtype)) + " (config.json dtype \"" + config.dtype +
-          "\"; every tensor has the config's dtype); " + kReexport);
+          ", expected " + std::string(DTypeName(dtype)) + " (config.json dtype \"" + spec.dtype +
+          "\"" + (spec.dtype == config.dtype ? "" : ", the table's values_dtype") + "); " + kReexport);
     }
   }
 
@@ -91,7 +98,7 @@ Status ValidateTensors(const ModelConfig& config, const SafetensorsFile& weights
     if (expected.count(t.name) == 0) {
       return InvalidArgumentError(path + ": unexpected tensor '" + t.name + "'" +
                                   UnexpectedHint(config, t.name) +
-                                  "; format_version 1 allows no tensor beyond those of "
+                                  "; the format allows no tensor beyond those of "
                                   "docs/model-format.md; " +
                                   kReexport);
     }
@@ -144,26 +151,29 @@ size_t LoadedModel::weight_bytes() const {
 
 std::string LoadedModel::Summary() const {
   const ModelConfig& c = config_;
-  std::string layers;
-  for (size_t i = 0; i < c.pkm_layers.size(); ++i) {
-    if (i > 0) layers += ",";
-    layers += std::to_string(c.pkm_layers[i]);
+  const AttentionSpec& a = c.attention;
+  std::string memory;
+  for (const MemorySpec& m : c.memories) {
+    memory += (memory.empty() ? "memories: layer " : "; layer ") + std::to_string(m.layer) + " (" +
+              std::string(Name(m.placement)) + " mode): " + std::to_string(m.heads) +
+              " heads, knn " + std::to_string(m.knn) + ", " + std::to_string(m.n_keys) +
+              "^2 = " + std::to_string(m.slots()) + " slots, k_dim " + std::to_string(m.k_dim) +
+              ", v_dim " + std::to_string(m.v_dim) + ", query norm " +
+              std::string(Name(m.query_norm)) + ", output " + std::string(Name(m.output)) +
+              ", values '" + m.values + "' " + m.values_dtype;
   }
-  std::string memory = c.pkm_layers.empty()
-                           ? "no product-key memory"
-                           : "product-key memory in layers [" + layers + "] (" + c.pkm_mode +
-                                 " mode): " + std::to_string(c.pkm_heads) + " heads, knn " +
-                                 std::to_string(c.pkm_knn) + ", " + std::to_string(c.pkm_n_keys) +
-                                 "^2 = " + std::to_string(c.pkm_slots()) + " slots, k_dim " +
-                                 std::to_string(c.pkm_k_dim) + ", v_dim " +
-                                 std::to_string(c.pkm_v_dim);
+  if (memory.empty()) memory = "no product-key memory";
   const int64_t params = parameter_count();
   const size_t bytes = weight_bytes();
-  return dir_ + ": " + c.architecture + ", " + std::to_string(c.n_layers) + " layers, d_model " +
-         std::to_string(c.d_model) + ", " + std::to_string(c.n_heads) + " heads (head_dim " +
-         std::to_string(c.head_dim()) + "), d_ff " + std::to_string(c.d_ff) + ", vocab " +
-         std::to_string(c.vocab_size) + ", max_seq_len " + std::to_string(c.max_seq_len) +
-         (c.tie_embeddings ? ", tied embeddings; " : ", separate LM head; ") + memory + "; " +
+  return dir_ + ": " + c.architecture + " (family " + c.family + ", format " +
+         std::to_string(c.format_version) + "), " + std::to_string(c.n_layers) + " layers, d_model " +
+         std::to_string(c.d_model) + ", " + std::string(Name(c.norm.kind)) + " " +
+         std::string(Name(c.block)) + ", positions " + std::string(Name(c.positions.kind)) + ", " +
+         std::to_string(a.n_heads) + " heads (" + std::to_string(a.n_kv_heads) +
+         " kv, head_dim " + std::to_string(a.head_dim) + "), " + std::string(Name(c.ffn.kind)) +
+         " FFN " + std::to_string(c.ffn.hidden) + ", vocab " + std::to_string(c.vocab_size) +
+         ", max_seq_len " + std::to_string(c.max_seq_len) +
+         (c.lm_head.tied ? ", tied embeddings; " : ", separate LM head; ") + memory + "; " +
          c.dtype + " weights: " + Human(static_cast<double>(params) / 1e6, "M") + " parameters (" +
          std::to_string(params) + "), " + Human(static_cast<double>(bytes) / 1e6, " MB") + " (" +
          std::to_string(bytes) + " bytes).";

@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
         .kv_cache_bytes = static_cast<double>((*engine)->kv_cache_bytes()),
         .queue_capacity = settings->scheduler.max_queue,
         .device = settings->device,
-        .pkm_layers = model->config().pkm_layers});
+        .pkm_layers = model->config().memory_layers()});
     metrics->SetBuildInfo(pkm::ProjectVersion(), pkm::GitCommit(), pkm::BuildType());
     scheduler_options.observer = metrics.get();
   }

@@ -16,20 +16,34 @@ pkmserve::v1::ModelInfo DescribeModel(const LoadedModel& model, const Engine& en
   info.set_vocab_size(c.vocab_size);
   info.set_d_model(c.d_model);
   info.set_n_layers(c.n_layers);
-  info.set_n_heads(c.n_heads);
+  info.set_n_heads(c.n_heads());
   info.set_max_seq_len(c.max_seq_len);
   info.set_bos_id(c.bos_id);
   info.set_eos_id(c.eos_id);
-  for (int layer : c.pkm_layers) {
+  for (const MemorySpec& m : c.memories) {
     pkmserve::v1::PkmLayerInfo* p = info.add_pkm_layers();
-    p->set_layer(layer);
-    p->set_mode(c.pkm_mode);
-    p->set_heads(c.pkm_heads);
-    p->set_knn(c.pkm_knn);
-    p->set_n_keys(c.pkm_n_keys);
-    p->set_k_dim(c.pkm_k_dim);
-    p->set_slots(c.pkm_slots());
+    p->set_layer(m.layer);
+    p->set_mode(std::string(Name(m.placement)));
+    p->set_heads(m.heads);
+    p->set_knn(m.knn);
+    p->set_n_keys(m.n_keys);
+    p->set_k_dim(m.k_dim);
+    p->set_slots(m.slots());
+    p->set_v_dim(m.v_dim);
+    p->set_query_norm(std::string(Name(m.query_norm)));
+    p->set_output(std::string(Name(m.output)));
+    p->set_values(m.values);
+    p->set_values_dtype(m.values_dtype);
   }
+  info.set_family(c.family);
+  info.set_norm(std::string(Name(c.norm.kind)));
+  info.set_block(std::string(Name(c.block)));
+  info.set_positions(std::string(Name(c.positions.kind)));
+  info.set_ffn(std::string(Name(c.ffn.kind)));
+  info.set_ffn_hidden(c.ffn.hidden);
+  info.set_n_kv_heads(c.attention.n_kv_heads);
+  info.set_head_dim(c.head_dim());
+  info.set_tied_embeddings(c.lm_head.tied);
   info.set_parameter_count(model.parameter_count());
   info.set_device(settings.device);
   info.set_weight_dtype(c.dtype);

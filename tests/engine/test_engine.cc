@@ -43,8 +43,8 @@ TEST_F(EngineTest, LogitsMatchReferenceGolden) {
     }
     std::printf("%s: max |diff| %.3g, relative %.3g\n", name.c_str(), max_diff, max_diff / max_ref);
     EXPECT_LT(max_diff / max_ref, 1e-4) << name << ": max |diff| " << max_diff;
-    for (size_t l = 0; l < engine->config().pkm_layers.size(); ++l) {
-      const int layer = engine->config().pkm_layers[l];
+    for (size_t l = 0; l < engine->config().memory_layers().size(); ++l) {
+      const int layer = engine->config().memory_layers()[l];
       std::vector<int32_t> ids = GoldenInts(name + ".layer" + std::to_string(layer) + ".pkm_ids");
       EXPECT_EQ(step.pkm_ids[l], ids) << name << " memory layer " << layer;
     }
@@ -116,31 +116,31 @@ TEST_F(EngineTest, ChunkedPrefillMatchesFullPrefill) {
 // slot ids among the window's last tokens, whatever the step boundaries; lookups are timed.
 TEST_F(EngineTest, PkmUsageFollowsTheLookups) {
   const auto& c = model_->config();
-  ASSERT_FALSE(c.pkm_layers.empty());
+  ASSERT_FALSE(c.memory_layers().empty());
   const int window = 50;
   auto engine = MakeEngine(
       {.record_pkm_lookups = true, .pkm_usage_window = window, .time_pkm_lookups = true});
   ASSERT_NE(engine, nullptr);
   EXPECT_EQ(engine->PkmUsage()[0].window_tokens, 0);
-  const int per_token = c.pkm_heads * c.pkm_knn;
-  const double slots = static_cast<double>(c.pkm_n_keys) * c.pkm_n_keys;
-  std::vector<std::vector<int32_t>> seen(c.pkm_layers.size());  // every token's ids, in order
+  const int per_token = c.memories[0].heads * c.memories[0].knn;
+  const double slots = static_cast<double>(c.memories[0].slots());
+  std::vector<std::vector<int32_t>> seen(c.memory_layers().size());  // every token's ids, in order
   std::vector<int32_t> tokens = GoldenInts("seq2.tokens");
   for (int step_tokens : {30, 1, 29}) {
     SeqChunk ch{.seq = 1, .tokens = std::span<const int32_t>(tokens).first(step_tokens)};
     StepResult step;
     ASSERT_TRUE(engine->Step({&ch, 1}, &step).ok());
-    ASSERT_EQ(step.pkm_lookup_seconds.size(), c.pkm_layers.size());
-    for (size_t l = 0; l < c.pkm_layers.size(); ++l) {
+    ASSERT_EQ(step.pkm_lookup_seconds.size(), c.memory_layers().size());
+    for (size_t l = 0; l < c.memory_layers().size(); ++l) {
       EXPECT_GT(step.pkm_lookup_seconds[l], 0.0);
       seen[l].insert(seen[l].end(), step.pkm_ids[l].begin(), step.pkm_ids[l].end());
     }
     engine->Release(1);
   }
   const std::vector<PkmLayerUsage> usage = engine->PkmUsage();
-  ASSERT_EQ(usage.size(), c.pkm_layers.size());
+  ASSERT_EQ(usage.size(), c.memory_layers().size());
   for (size_t l = 0; l < usage.size(); ++l) {
-    EXPECT_EQ(usage[l].layer, c.pkm_layers[l]);
+    EXPECT_EQ(usage[l].layer, c.memory_layers()[l]);
     EXPECT_EQ(usage[l].window_tokens, window);
     const std::set<int32_t> distinct(seen[l].end() - window * per_token, seen[l].end());
     EXPECT_DOUBLE_EQ(usage[l].coverage, static_cast<double>(distinct.size()) / slots);
@@ -154,7 +154,7 @@ TEST_F(EngineTest, KvBlocksAreFreedAndExhaustionChangesNothing) {
   // Room for 4 blocks = 64 positions.
   const auto& c = model_->config();
   const size_t block_bytes =
-      KvCache::BytesPerPosition(c.n_layers, c.n_heads, c.d_model / c.n_heads) * KvCache::kBlockSize;
+      KvCache::BytesPerPosition(c.n_layers, c.attention.n_kv_heads, c.head_dim()) * KvCache::kBlockSize;
   auto engine = MakeEngine({.kv_cache_bytes = 4 * block_bytes});
   ASSERT_NE(engine, nullptr);
   EXPECT_EQ(engine->kv_cache().num_blocks(), 4);

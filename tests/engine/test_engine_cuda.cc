@@ -167,7 +167,7 @@ TEST_F(CudaEngineTest, DeviceMemoryIsAccounted) {
   EXPECT_GT(cuda->backend().memory_total_bytes(), cuda->backend().allocated_bytes());
   const DeviceMemoryUse use = cuda->device_memory();
   const ModelConfig& c = cuda->config();
-  EXPECT_EQ(use.pkm_values, c.pkm_layers.size() * c.pkm_n_keys * c.pkm_n_keys * c.pkm_v_dim *
+  EXPECT_EQ(use.pkm_values, c.memory_layers().size() * c.memories[0].slots() * c.memories[0].v_dim *
                                 sizeof(float));
   EXPECT_EQ(use.kv_cache, cuda->kv_cache_bytes());
   EXPECT_EQ(use.total(), cuda->backend().allocated_bytes());

@@ -20,7 +20,7 @@ TEST(BundledModelTest, LoadsAndMatchesItsConfig) {
                            << "make model or training/export.py writes " << kModelDir << ")";
   const LoadedModel& m = *loaded;
   const ModelConfig& c = m.config();
-  EXPECT_EQ(c.format_version, kModelFormatVersion);
+  EXPECT_EQ(c.format_version, 1);  // the bundled model stays in format 1, which still loads
   EXPECT_EQ(c.architecture, kModelArchitecture);
   EXPECT_EQ(m.weights().metadata().at("pkmserve_format_version"), "1");
 
@@ -28,15 +28,14 @@ TEST(BundledModelTest, LoadsAndMatchesItsConfig) {
   ASSERT_NE(emb, nullptr);
   EXPECT_EQ(emb->shape, (std::vector<int64_t>{c.vocab_size, c.d_model}));
   EXPECT_EQ(emb->dtype, c.weight_dtype());
-  ASSERT_FALSE(c.pkm_layers.empty());
-  for (int layer : c.pkm_layers) {
-    const std::string p = "layers." + std::to_string(layer) + ".pkm.";
-    const TensorView* keys = m.FindTensor(p + "keys");
-    const TensorView* values = m.FindTensor(p + "values");
+  ASSERT_FALSE(c.memories.empty());
+  for (const MemorySpec& mem : c.memories) {
+    const TensorView* keys = m.FindTensor(mem.prefix() + "keys");
+    const TensorView* values = m.FindTensor(mem.values);
     ASSERT_NE(keys, nullptr);
     ASSERT_NE(values, nullptr);
-    EXPECT_EQ(keys->shape, (std::vector<int64_t>{c.pkm_heads, 2, c.pkm_n_keys, c.pkm_k_dim / 2}));
-    EXPECT_EQ(values->shape, (std::vector<int64_t>{c.pkm_slots(), c.pkm_v_dim}));
+    EXPECT_EQ(keys->shape, (std::vector<int64_t>{mem.heads, 2, mem.n_keys, mem.k_dim / 2}));
+    EXPECT_EQ(values->shape, (std::vector<int64_t>{mem.slots(), mem.v_dim}));
   }
   EXPECT_EQ(m.tensors().size(), ExpectedTensors(c).size());
 

@@ -24,36 +24,57 @@ StatusOr<ModelConfig> ParseMutated(const std::function<void(json&)>& mutate) {
 
 Status ErrorOf(const std::function<void(json&)>& mutate) { return ParseMutated(mutate).status(); }
 
-TEST(ModelConfigTest, ParsesEveryField) {
+TEST(ModelConfigTest, ReadsVersion1AsTheVersion2ModelItAlwaysWas) {
   StatusOr<ModelConfig> c = ParseMutated([](json&) {});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->format_version, 1);
   EXPECT_EQ(c->architecture, "pkm-transformer");
+  EXPECT_EQ(c->family, "pkmserve");
   EXPECT_EQ(c->vocab_size, 32);
   EXPECT_EQ(c->d_model, 16);
   EXPECT_EQ(c->n_layers, 2);
-  EXPECT_EQ(c->n_heads, 2);
-  EXPECT_EQ(c->d_ff, 32);
   EXPECT_EQ(c->max_seq_len, 64);
-  EXPECT_EQ(c->rope_theta, 10000.0);
-  EXPECT_EQ(c->norm_eps, 1e-5);
-  EXPECT_TRUE(c->tie_embeddings);
+  EXPECT_EQ(c->norm.kind, NormKind::kLayerNorm);
+  EXPECT_EQ(c->norm.eps, 1e-5);
+  EXPECT_TRUE(c->norm.bias);
+  EXPECT_EQ(c->block, BlockOrder::kPreNorm);
+  EXPECT_FALSE(c->embedding_norm);
+  EXPECT_TRUE(c->final_norm);
+  EXPECT_EQ(c->positions.kind, PositionKind::kRope);
+  EXPECT_EQ(c->positions.rope_theta, 10000.0);
+  EXPECT_EQ(c->attention.n_heads, 2);
+  EXPECT_EQ(c->attention.n_kv_heads, 2);
+  EXPECT_EQ(c->head_dim(), 8);
+  EXPECT_TRUE(c->attention.bias);
+  EXPECT_EQ(c->ffn.kind, FfnKind::kGelu);
+  EXPECT_EQ(c->ffn.hidden, 32);
+  EXPECT_TRUE(c->ffn.bias);
+  EXPECT_TRUE(c->lm_head.tied);
+  EXPECT_FALSE(c->lm_head.bias);
   EXPECT_EQ(c->bos_id, 1);
   EXPECT_EQ(c->eos_id, 2);
-  EXPECT_EQ(c->pkm_layers, std::vector<int>{1});
-  EXPECT_EQ(c->pkm_mode, "replace");
-  EXPECT_EQ(c->pkm_heads, 2);
-  EXPECT_EQ(c->pkm_knn, 2);
-  EXPECT_EQ(c->pkm_n_keys, 4);
-  EXPECT_EQ(c->pkm_k_dim, 8);
-  EXPECT_EQ(c->pkm_v_dim, 16);
+  ASSERT_EQ(c->memories.size(), 1u);
+  const MemorySpec& m = c->memories[0];
+  EXPECT_EQ(m.layer, 1);
+  EXPECT_EQ(m.placement, MemoryPlacement::kReplace);
+  EXPECT_EQ(m.heads, 2);
+  EXPECT_EQ(m.knn, 2);
+  EXPECT_EQ(m.n_keys, 4);
+  EXPECT_EQ(m.k_dim, 8);
+  EXPECT_EQ(m.v_dim, 16);
+  EXPECT_EQ(m.slots(), 16);
+  EXPECT_TRUE(m.query_bias);
+  EXPECT_EQ(m.query_norm, QueryNorm::kNone);
+  EXPECT_EQ(m.output, MemoryOutput::kSum);
+  EXPECT_EQ(m.values, "layers.1.pkm.values");
+  EXPECT_EQ(m.values_dtype, "float32");
   EXPECT_EQ(c->dtype, "float32");
-  EXPECT_EQ(c->head_dim(), 8);
-  EXPECT_EQ(c->pkm_slots(), 16);
-  EXPECT_TRUE(c->HasPkm(1));
-  EXPECT_FALSE(c->HasPkm(0));
+  EXPECT_NE(c->BlockMemory(1), nullptr);
+  EXPECT_EQ(c->BlockMemory(0), nullptr);
+  EXPECT_EQ(c->AfterMemory(1), nullptr);
   EXPECT_TRUE(c->HasFfn(0));
   EXPECT_FALSE(c->HasFfn(1));
+  EXPECT_EQ(c->memory_layers(), std::vector<int>{1});
   EXPECT_EQ(c->weight_dtype(), DType::kF32);
 }
 
@@ -65,11 +86,13 @@ TEST(ModelConfigTest, AcceptsValidVariants) {
   });
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(c->HasFfn(1));
-  EXPECT_EQ(c->rope_theta, 500000.0);
+  EXPECT_EQ(c->memories[0].placement, MemoryPlacement::kParallel);
+  EXPECT_EQ(c->positions.rope_theta, 500000.0);
   EXPECT_EQ(c->weight_dtype(), DType::kBF16);
+  EXPECT_EQ(c->memories[0].values_dtype, "bfloat16");
   StatusOr<ModelConfig> no_memory = ParseMutated([](json& j) { j["pkm_layers"] = json::array(); });
   ASSERT_TRUE(no_memory.ok()) << no_memory.status();
-  EXPECT_FALSE(no_memory->HasPkm(1));
+  EXPECT_TRUE(no_memory->memories.empty());
 }
 
 TEST(ModelConfigTest, LoadsFromFile) {
@@ -164,14 +187,14 @@ TEST(ModelConfigTest, WrongTypeForList) {
 }
 
 TEST(ModelConfigTest, UnsupportedFormatVersion) {
-  EXPECT_TRUE(IsError(ErrorOf([](json& j) { j["format_version"] = 2; }), StatusCode::kUnimplemented,
-                      {kPath, "'format_version'", "version 1 only", "found 2", "export.py"}));
+  EXPECT_TRUE(IsError(ErrorOf([](json& j) { j["format_version"] = 3; }), StatusCode::kUnimplemented,
+                      {kPath, "'format_version'", "versions 1 and 2", "found 3", "export.py"}));
 }
 
 // A newer version may add fields: the version must be reported, not the new field.
 TEST(ModelConfigTest, FormatVersionIsCheckedBeforeUnknownFields) {
   EXPECT_TRUE(IsError(ErrorOf([](json& j) {
-                        j["format_version"] = 2;
+                        j["format_version"] = 3;
                         j["rope_scaling"] = 4;
                       }),
                       StatusCode::kUnimplemented, {kPath, "'format_version'"}));

@@ -56,7 +56,7 @@ TEST_F(ModelLoaderTest, LoadsTinyModel) {
   const std::string summary = m.Summary();
   const std::string params_text = std::to_string(params);
   for (const char* part :
-       {"2 layers", "d_model 16", "2 heads", "vocab 32", "layers [1]", "replace mode", "knn 2",
+       {"2 layers", "d_model 16", "2 heads", "vocab 32", "layer 1 (replace mode)", "knn 2",
         "4^2 = 16 slots", "k_dim 8", "float32", params_text.c_str()}) {
     EXPECT_NE(summary.find(part), std::string::npos) << "no \"" << part << "\" in " << summary;
   }
@@ -189,14 +189,14 @@ TEST_F(ModelLoaderTest, WrongShape) {
                       {WeightsPath(),
                        "tensor 'layers.1.pkm.keys' has shape [2,2,4,2], expected "
                        "[2,2,4,4]",
-                       "pkm_k_dim=8 -> 4 per half", "re-export with training/export.py"}));
+                       "memories[0].k_dim=8 -> 4 per half", "re-export with training/export.py"}));
 }
 
 TEST_F(ModelLoaderTest, WrongShapeOfValues) {
   model_.tensors["layers.1.pkm.values"] = RandomTensor(DType::kF32, {15, 16}, 7);
   EXPECT_TRUE(IsError(WriteAndLoad(model_).status(), StatusCode::kInvalidArgument,
                       {WeightsPath(), "'layers.1.pkm.values' has shape [15,16], expected [16,16]",
-                       "pkm_n_keys=4 -> 16 slots"}));
+                       "memories[0].n_keys=4 -> 16 slots"}));
 }
 
 TEST_F(ModelLoaderTest, WrongDType) {

@@ -504,7 +504,7 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
                          .weight_bytes = 1.0,
                          .kv_cache_bytes = 2.0,
                          .queue_capacity = 7,
-                         .pkm_layers = model_->config().pkm_layers});
+                         .pkm_layers = model_->config().memory_layers()});
   ServiceConfig config;
   config.metrics = &metrics;
   // Usage is reported when the engine goes idle, so the last step's is in the gauges.
@@ -564,7 +564,7 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   EXPECT_EQ(Sample(text, "pkmserve_batch_tokens_sum"),
             static_cast<double>(stats.prompt_tokens + stats.generated_tokens - 3 +
                                 stats.scored_tokens));
-  const std::string layer = "layer=\"" + std::to_string(model_->config().pkm_layers[0]) + "\"";
+  const std::string layer = "layer=\"" + std::to_string(model_->config().memory_layers()[0]) + "\"";
   EXPECT_EQ(Sample(text, "pkmserve_pkm_lookup_seconds_count", {layer}), steps);
   EXPECT_GT(Sample(text, "pkmserve_pkm_lookup_seconds_sum", {layer}), 0.0);
   const double tokens = Sample(text, "pkmserve_batch_tokens_sum");
@@ -582,8 +582,9 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   auto kind = [&](const char* k) {
     return Sample(text, "pkmserve_device_memory_bytes", {std::string("kind=\"") + k + "\""});
   };
-  EXPECT_EQ(kind("pkm_values"), static_cast<double>(c.pkm_layers.size()) * c.pkm_n_keys *
-                                    c.pkm_n_keys * c.pkm_v_dim * sizeof(float));
+  EXPECT_EQ(kind("pkm_values"), static_cast<double>(c.memories.size()) *
+                                    static_cast<double>(c.memories[0].slots()) *
+                                    c.memories[0].v_dim * sizeof(float));
   EXPECT_EQ(kind("weights") + kind("pkm_values"), static_cast<double>(engine_->weight_bytes()));
   EXPECT_EQ(kind("kv_cache"), static_cast<double>(engine_->kv_cache_bytes()));
   EXPECT_GT(kind("workspace"), 0.0);

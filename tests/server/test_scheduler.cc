@@ -230,7 +230,7 @@ TEST_F(SchedulerTest, ObserverSeesEveryStepAndAdmission) {
   // token. (The engine may have gone idle between two submissions too.)
   EXPECT_GE(observer.usage_reports, 1);
   EXPECT_LE(observer.usage_reports, static_cast<int>(texts.size()));
-  ASSERT_EQ(observer.usage.size(), model_->config().pkm_layers.size());
+  ASSERT_EQ(observer.usage.size(), model_->config().memory_layers().size());
   EXPECT_EQ(observer.usage[0].window_tokens, tokens);
   EXPECT_GT(observer.usage[0].coverage, 0.0);
 }
@@ -239,7 +239,7 @@ TEST_F(SchedulerTest, ObserverSeesEveryStepAndAdmission) {
 // and still produce exactly their solo output.
 TEST_F(SchedulerTest, PreemptionRecomputesWithoutChangingResults) {
   const size_t per_position = KvCache::BytesPerPosition(
-      model_->config().n_layers, model_->config().n_heads, model_->config().head_dim());
+      model_->config().n_layers, model_->config().attention.n_kv_heads, model_->config().head_dim());
   auto engine = MakeEngine(per_position * 16 * 12);  // 12 blocks: 192 positions
   Scheduler s(engine.get(), tokenizer_, {.max_batch_tokens = 64});
   const std::vector<std::string> texts = Texts(8);
@@ -262,7 +262,7 @@ TEST_F(SchedulerTest, PreemptionRecomputesWithoutChangingResults) {
 // ScoreTokensWindowed on an idle engine bit for bit.
 TEST_F(SchedulerTest, ScoresEqualIdleEngineScoringExactly) {
   const size_t per_position = KvCache::BytesPerPosition(
-      model_->config().n_layers, model_->config().n_heads, model_->config().head_dim());
+      model_->config().n_layers, model_->config().attention.n_kv_heads, model_->config().head_dim());
   auto engine = MakeEngine(per_position * 16 * 20);  // 320 positions
   std::vector<std::promise<StatusOr<WindowedScoreResult>>> done(4);
   std::vector<GenerateCollector> gens(4);

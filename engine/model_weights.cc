@@ -1,0 +1,134 @@
+#include "engine/model_weights.h"
+
+#include <map>
+
+#include "model_loader/dtype.h"
+
+namespace pkm {
+namespace {
+
+class Uploader {
+ public:
+  Uploader(const LoadedModel& model, Backend* backend, ModelWeights* out)
+      : model_(model), backend_(backend), out_(out) {}
+
+  // The tensor on the device; null when the model has no such tensor (an optional one).
+  StatusOr<const float*> Optional(const std::string& name) {
+    const TensorView* t = model_.FindTensor(name);
+    if (t == nullptr) return static_cast<const float*>(nullptr);
+    std::vector<float> host(t->numel());
+    ToFloat32(*t, host.data());
+    DeviceBuffer buf(backend_, host.size() * sizeof(float));
+    if (!buf) {
+      return Status(StatusCode::kResourceExhausted,
+                    "cannot place tensor '" + name + "' on " + backend_->name());
+    }
+    backend_->CopyToDevice(buf.f(), host.data(), host.size() * sizeof(float));
+    out_->bytes += buf.bytes();
+    const float* p = buf.f();
+    out_->buffers.push_back(std::move(buf));
+    return p;
+  }
+  // A tensor the loader checked is present.
+  StatusOr<const float*> Need(const std::string& name) {
+    PKM_ASSIGN_OR_RETURN(const float* p, Optional(name));
+    if (p == nullptr) return Status(StatusCode::kInternal, "tensor '" + name + "' is missing");
+    return p;
+  }
+  StatusOr<LinearWeights> Linear(const std::string& name, int in, int out) {
+    LinearWeights w{nullptr, nullptr, in, out};
+    PKM_ASSIGN_OR_RETURN(w.weight, Need(name + ".weight"));
+    PKM_ASSIGN_OR_RETURN(w.bias, Optional(name + ".bias"));
+    return w;
+  }
+  StatusOr<NormWeights> Norm(const std::string& name) {
+    NormWeights w;
+    PKM_ASSIGN_OR_RETURN(w.weight, Need(name + ".weight"));
+    PKM_ASSIGN_OR_RETURN(w.bias, Optional(name + ".bias"));
+    return w;
+  }
+
+ private:
+  const LoadedModel& model_;
+  Backend* backend_;
+  ModelWeights* out_;
+};
+
+}  // namespace
+
+StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelConfig& c,
+                                          Backend* backend) {
+  ModelWeights w;
+  Uploader up(model, backend, &w);
+  const int d = c.d_model;
+  const AttentionSpec& a = c.attention;
+  PKM_ASSIGN_OR_RETURN(w.tok_embeddings, up.Need("tok_embeddings.weight"));
+  if (c.positions.kind == PositionKind::kLearned) {
+    PKM_ASSIGN_OR_RETURN(w.pos_embeddings, up.Need("pos_embeddings.weight"));
+  }
+  if (c.embedding_norm) {
+    PKM_ASSIGN_OR_RETURN(w.emb_norm, up.Norm("emb_norm"));
+  }
+
+  std::map<std::string, const float*> tables;
+  for (size_t i = 0; i < c.memories.size(); ++i) {
+    const MemorySpec& m = c.memories[i];
+    const std::string p = m.prefix();
+    MemoryWeights mw;
+    mw.spec = &m;
+    mw.index = static_cast<int>(i);
+    PKM_ASSIGN_OR_RETURN(mw.query, up.Linear(p + "query", d, m.heads * m.k_dim));
+    if (m.query_norm == QueryNorm::kLayerNorm) {
+      PKM_ASSIGN_OR_RETURN(mw.query_norm, up.Norm(p + "query_norm"));
+    }
+    PKM_ASSIGN_OR_RETURN(mw.keys, up.Need(p + "keys"));
+    if (auto it = tables.find(m.values); it != tables.end()) {
+      mw.values = it->second;
+    } else {
+      const size_t before = w.bytes;
+      PKM_ASSIGN_OR_RETURN(mw.values, up.Need(m.values));
+      w.value_table_bytes += w.bytes - before;
+      tables[m.values] = mw.values;
+    }
+    if (m.output == MemoryOutput::kMemoryPlus) {
+      PKM_ASSIGN_OR_RETURN(mw.swilu, up.Linear(p + "swilu", d, m.v_dim));
+      PKM_ASSIGN_OR_RETURN(mw.value_proj, up.Linear(p + "value_proj", m.v_dim, d));
+    }
+    w.memories.push_back(mw);
+  }
+
+  w.blocks.resize(c.n_layers);
+  for (int i = 0; i < c.n_layers; ++i) {
+    BlockWeights& b = w.blocks[i];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    PKM_ASSIGN_OR_RETURN(b.attn_norm, up.Norm(p + "attn_norm"));
+    PKM_ASSIGN_OR_RETURN(b.attn.q, up.Linear(p + "attn.wq", d, a.n_heads * a.head_dim));
+    PKM_ASSIGN_OR_RETURN(b.attn.k, up.Linear(p + "attn.wk", d, a.n_kv_heads * a.head_dim));
+    PKM_ASSIGN_OR_RETURN(b.attn.v, up.Linear(p + "attn.wv", d, a.n_kv_heads * a.head_dim));
+    PKM_ASSIGN_OR_RETURN(b.attn.o, up.Linear(p + "attn.wo", a.n_heads * a.head_dim, d));
+    PKM_ASSIGN_OR_RETURN(b.ffn_norm, up.Norm(p + "ffn_norm"));
+    b.has_ffn = c.HasFfn(i);
+    if (b.has_ffn) {
+      PKM_ASSIGN_OR_RETURN(b.ffn.w1, up.Linear(p + "ffn.w1", d, c.ffn.hidden));
+      PKM_ASSIGN_OR_RETURN(b.ffn.w2, up.Linear(p + "ffn.w2", c.ffn.hidden, d));
+      if (c.ffn.kind == FfnKind::kSwiglu) {
+        PKM_ASSIGN_OR_RETURN(b.ffn.w3, up.Linear(p + "ffn.w3", d, c.ffn.hidden));
+      }
+    }
+    for (const MemoryWeights& mw : w.memories) {
+      if (mw.spec->layer != i) continue;
+      (mw.spec->placement == MemoryPlacement::kAfter ? b.after_memory : b.block_memory) = mw.index;
+    }
+  }
+  if (c.final_norm) {
+    PKM_ASSIGN_OR_RETURN(w.final_norm, up.Norm("norm"));
+  }
+  w.lm_head = {w.tok_embeddings, nullptr, d, c.vocab_size};
+  if (!c.lm_head.tied) {
+    PKM_ASSIGN_OR_RETURN(w.lm_head.weight, up.Need("lm_head.weight"));
+  }
+  PKM_ASSIGN_OR_RETURN(w.lm_head.bias, up.Optional("lm_head.bias"));
+  return w;
+}
+
+}  // namespace pkm

@@ -1,0 +1,72 @@
+// The model's weights on a backend, grouped the way the forward pass composes them: per block
+// its norms, attention, FFN and memories, each only as present in the config
+// (docs/model-format.md, format 2). A value table shared by several memories is uploaded once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/backend.h"
+#include "model_loader/model_loader.h"
+
+namespace pkm {
+
+struct NormWeights {
+  const float* weight = nullptr;
+  const float* bias = nullptr;  // null: no bias
+};
+
+struct LinearWeights {
+  const float* weight = nullptr;  // [out, in]
+  const float* bias = nullptr;    // [out] or null
+  int in = 0, out = 0;
+};
+
+struct AttentionWeights {
+  LinearWeights q, k, v, o;
+};
+
+struct FfnWeights {
+  LinearWeights w1, w2, w3;  // w3: swiglu only
+};
+
+struct MemoryWeights {
+  const MemorySpec* spec = nullptr;  // points into the engine's config
+  int index = 0;                     // in config.memories: the order of per-memory outputs
+  LinearWeights query;
+  NormWeights query_norm;  // query_norm layernorm only
+  const float* keys = nullptr;
+  const float* values = nullptr;  // shared with the memories that name the same table
+  LinearWeights swilu, value_proj;  // memory_plus only
+};
+
+struct BlockWeights {
+  NormWeights attn_norm, ffn_norm;
+  AttentionWeights attn;
+  bool has_ffn = false;
+  FfnWeights ffn;
+  int block_memory = -1;  // index into ModelWeights::memories, or -1
+  int after_memory = -1;
+};
+
+struct ModelWeights {
+  const float* tok_embeddings = nullptr;
+  const float* pos_embeddings = nullptr;  // learned positions only
+  NormWeights emb_norm, final_norm;       // when present
+  LinearWeights lm_head;                  // weight = tok_embeddings when tied
+  std::vector<BlockWeights> blocks;
+  std::vector<MemoryWeights> memories;  // in config.memories order
+
+  std::vector<DeviceBuffer> buffers;  // owns every tensor, widened to fp32
+  size_t bytes = 0;
+  size_t value_table_bytes = 0;  // of bytes
+};
+
+// Uploads `model`'s tensors to `backend`, widened to fp32. `config` must be the model's config
+// and outlive the result (the memories point into it). kResourceExhausted names the tensor
+// the backend could not hold.
+StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelConfig& config,
+                                          Backend* backend);
+
+}  // namespace pkm
