@@ -34,11 +34,17 @@ int InfoCommand(const std::vector<std::string>& argv) {
     for (const auto& p : info.pkm_layers()) {
       layers.push_back({{"layer", p.layer()}, {"mode", p.mode()}, {"heads", p.heads()},
                         {"knn", p.knn()}, {"n_keys", p.n_keys()}, {"k_dim", p.k_dim()},
-                        {"slots", p.slots()}});
+                        {"slots", p.slots()}, {"v_dim", p.v_dim()},
+                        {"query_norm", p.query_norm()}, {"output", p.output()},
+                        {"values", p.values()}, {"values_dtype", p.values_dtype()}});
     }
     const auto& l = info.limits();
     nlohmann::json j = {
         {"server", conn->address()}, {"name", info.name()}, {"path", info.path()},
+        {"family", info.family()}, {"norm", info.norm()}, {"block", info.block()},
+        {"positions", info.positions()}, {"ffn", info.ffn()}, {"ffn_hidden", info.ffn_hidden()},
+        {"n_kv_heads", info.n_kv_heads()}, {"head_dim", info.head_dim()},
+        {"tied_embeddings", info.tied_embeddings()},
         {"vocab_size", info.vocab_size()}, {"d_model", info.d_model()},
         {"n_layers", info.n_layers()}, {"n_heads", info.n_heads()},
         {"max_seq_len", info.max_seq_len()}, {"bos_id", info.bos_id()},
@@ -56,13 +62,20 @@ int InfoCommand(const std::vector<std::string>& argv) {
   }
   std::printf("server      %s, pkmserve %s\nmodel       %s (%s)\n", conn->address().c_str(),
               info.server_version().c_str(), info.name().c_str(), info.path().c_str());
-  std::printf("shape       %d layers, d_model %d, %d heads, vocab %d, max_seq_len %d\n",
-              info.n_layers(), info.d_model(), info.n_heads(), info.vocab_size(),
-              info.max_seq_len());
+  std::printf("family      %s: %s %s, %s positions, %s FFN %d, %s head\n",
+              info.family().c_str(), info.norm().c_str(), info.block().c_str(),
+              info.positions().c_str(), info.ffn().c_str(), info.ffn_hidden(),
+              info.tied_embeddings() ? "tied" : "separate");
+  std::printf("shape       %d layers, d_model %d, %d heads (%d kv, head_dim %d), vocab %d, "
+              "max_seq_len %d\n",
+              info.n_layers(), info.d_model(), info.n_heads(), info.n_kv_heads(),
+              info.head_dim(), info.vocab_size(), info.max_seq_len());
   for (const auto& p : info.pkm_layers()) {
-    std::printf("memory      layer %d (%s): %d heads, knn %d, %d^2 = %lld slots, k_dim %d\n",
+    std::printf("memory      layer %d (%s): %d heads, knn %d, %d^2 = %lld slots, k_dim %d, v_dim "
+                "%d, query norm %s, output %s, values %s (%s)\n",
                 p.layer(), p.mode().c_str(), p.heads(), p.knn(), p.n_keys(),
-                static_cast<long long>(p.slots()), p.k_dim());
+                static_cast<long long>(p.slots()), p.k_dim(), p.v_dim(), p.query_norm().c_str(),
+                p.output().c_str(), p.values().c_str(), p.values_dtype().c_str());
   }
   std::printf("parameters  %lld (%s weights, computed in %s, %.1f MiB held)\n",
               static_cast<long long>(info.parameter_count()), info.weight_dtype().c_str(),

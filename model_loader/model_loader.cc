@@ -106,7 +106,7 @@ Status ValidateTensors(const ModelConfig& config, const SafetensorsFile& weights
   return OkStatus();
 }
 
-StatusOr<LoadedModel> LoadModel(const std::string& dir) {
+StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return NotFoundError(dir +
@@ -121,6 +121,10 @@ StatusOr<LoadedModel> LoadModel(const std::string& dir) {
   PKM_RETURN_IF_ERROR(ValidateTensors(config, weights));
 
   std::string tokenizer_path = internal_loader::JoinPath(dir, "tokenizer.model");
+  struct stat tokenizer_stat;
+  if (!options.require_tokenizer && ::stat(tokenizer_path.c_str(), &tokenizer_stat) != 0) {
+    return LoadedModel(dir, std::move(config), std::move(weights), "");
+  }
   PKM_ASSIGN_OR_RETURN(const int fd,
                        internal_loader::OpenRegularFile(
                            tokenizer_path,

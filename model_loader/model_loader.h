@@ -5,7 +5,8 @@
 //
 // Errors name the file, the field or tensor, expected against found, and the fix, e.g.
 //   models/x/model.safetensors: tensor 'layers.4.pkm.keys' has shape [4,2,128,32], expected
-//   [4,2,128,64] (pkm_heads=4, 2 halves, pkm_n_keys=128, pkm_k_dim=128 -> 64 per half);
+//   [4,2,128,64] (memories[0].heads=4, 2 halves, memories[0].n_keys=128,
+//   memories[0].k_dim=128 -> 64 per half);
 //   re-export with training/export.py
 // Codes: kNotFound for a missing directory or file; the codes of LoadModelConfig and
 // SafetensorsFile::Open for their files; kInvalidArgument for missing, unexpected, misshapen or
@@ -27,6 +28,12 @@
 
 namespace pkm {
 
+struct LoadOptions {
+  // false: a directory without tokenizer.model loads too (tokenizer_path() is then empty), as
+  // the test models of every family do, which are run on token ids only.
+  bool require_tokenizer = true;
+};
+
 class LoadedModel {
  public:
   LoadedModel(LoadedModel&&) noexcept = default;
@@ -41,6 +48,7 @@ class LoadedModel {
   // Every weight, sorted by name.
   const std::vector<TensorView>& tensors() const { return weights_.tensors(); }
   const SafetensorsFile& weights() const { return weights_; }
+  // Empty when the directory has none (LoadOptions::require_tokenizer false).
   const std::string& tokenizer_path() const { return tokenizer_path_; }
 
   // Elements of all tensors (tied embeddings counted once).
@@ -52,7 +60,7 @@ class LoadedModel {
   std::string Summary() const;
 
  private:
-  friend StatusOr<LoadedModel> LoadModel(const std::string& dir);
+  friend StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options);
   LoadedModel(std::string dir, ModelConfig config, SafetensorsFile weights,
               std::string tokenizer_path);
 
@@ -63,7 +71,7 @@ class LoadedModel {
 };
 
 // Loads and validates the model in `dir`.
-StatusOr<LoadedModel> LoadModel(const std::string& dir);
+StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options = {});
 
 // The tensor checks of LoadModel: `weights` holds exactly ExpectedTensors(config) (first
 // missing, then shape and dtype in spec order, then unexpected tensors are reported).

@@ -111,13 +111,23 @@ int main(int argc, char** argv) {
     pkm::Log(pkm::LogLevel::kWarning,
              "--device=auto: no CUDA (" + backend->fallback + "); serving on the CPU");
   }
+  const pkm::EngineOptions engine_options = {
+      .kv_cache_bytes = settings->kv_cache_bytes,
+      .pkm_usage_window = metrics_on ? settings->pkm_usage_window : 0,
+      .time_pkm_lookups = metrics_on};
+  auto engine = pkm::Engine::Create(*model, std::move(backend->backend), engine_options);
+  // A backend that cannot run one of the model's parts refuses it (kFailedPrecondition): under
+  // --device=auto the CPU, which runs every part, takes over, saying why.
+  if (!engine.ok() && engine.status().code() == pkm::StatusCode::kFailedPrecondition &&
+      settings->device == "auto" && backend->device != "cpu") {
+    pkm::Log(pkm::LogLevel::kWarning,
+             "--device=auto: " + engine.status().message() + "; serving on the CPU");
+    backend = pkm::MakeBackend("cpu", settings->threads);
+    if (!backend.ok()) return Fail(kExitCannotServe, backend.status());
+    engine = pkm::Engine::Create(*model, std::move(backend->backend), engine_options);
+  }
   Info("backend " + backend->description);
   settings->device = backend->device;
-  auto engine = pkm::Engine::Create(
-      *model, std::move(backend->backend),
-      {.kv_cache_bytes = settings->kv_cache_bytes,
-       .pkm_usage_window = metrics_on ? settings->pkm_usage_window : 0,
-       .time_pkm_lookups = metrics_on});
   if (!engine.ok()) {
     // The only argument the engine can refuse is the cache size.
     if (engine.status().code() == pkm::StatusCode::kInvalidArgument) {

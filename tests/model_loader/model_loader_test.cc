@@ -142,6 +142,10 @@ TEST_F(ModelLoaderTest, MissingTokenizer) {
   model_.write_tokenizer = false;
   EXPECT_TRUE(IsError(WriteAndLoad(model_).status(), StatusCode::kNotFound,
                       {dir_.Join("tokenizer.model"), "SentencePiece"}));
+  // Token-id models (the family test models) may do without one when the caller says so.
+  StatusOr<LoadedModel> ids_only = LoadModel(dir_.path(), {.require_tokenizer = false});
+  ASSERT_TRUE(ids_only.ok()) << ids_only.status();
+  EXPECT_EQ(ids_only->tokenizer_path(), "");
 }
 
 TEST_F(ModelLoaderTest, BadConfigNamesConfigFileAndField) {
