@@ -56,7 +56,7 @@ class CpuBackend final : public Backend {
                       const float* v_cache, int block_size, const int32_t* block_tables,
                       int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
                       float* out) override {
-    cpu::PagedAttention(q, n, heads, head_dim, k_cache, v_cache, block_size, block_tables,
+    cpu::PagedAttention(q, n, heads, heads, head_dim, k_cache, v_cache, block_size, block_tables,
                         max_blocks, token_seq, token_pos, out);
   }
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
