@@ -324,8 +324,8 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
     b.Rope(s.k.f(), n, heads, hd, pos, theta);
     b.KvWrite(s.k.f(), s.v.f(), n, d, KvCache::kBlockSize, tables, max_blocks, seq, pos,
               k_cache_[l].f(), v_cache_[l].f());
-    b.PagedAttention(s.q.f(), n, heads, hd, k_cache_[l].f(), v_cache_[l].f(), KvCache::kBlockSize,
-                     tables, max_blocks, seq, pos, s.att.f());
+    b.PagedAttention(s.q.f(), n, heads, /*kv_heads=*/c.n_heads, hd, k_cache_[l].f(),
+                     v_cache_[l].f(), KvCache::kBlockSize, tables, max_blocks, seq, pos, s.att.f());
     b.Linear(s.att.f(), n, d, w.wo, w.bo, d, s.o.f());
     b.Add(s.x.f(), s.o.f(), nd);
 
