@@ -3,9 +3,11 @@
 //
 // Pointers passed to ops are this backend's memory (from Alloc). The ops' semantics are those
 // of kernels/cpu/kernels.h, whose plain reference versions are the spec for every backend.
-// Buffers are fp32 in this version of the interface (kBackendApiVersion 2); weights are widened
-// to fp32 at load. The CUDA backend lives in a plugin built with the server
-// (engine/backend_loader.h); the version guards against a stale one. A backend is used by one thread at a time (the engine thread).
+// Buffers are fp32 in this version of the interface (kBackendApiVersion 3: version 2's ops plus
+// RmsNorm, GeluTanh, Relu, SiluMul, LayerNorm without bias and grouped-query PagedAttention,
+// for the format 2 model families); weights are widened to fp32 at load. The CUDA backend
+// lives in a plugin built with the server (engine/backend_loader.h); the version guards against
+// a stale one. A backend is used by one thread at a time (the engine thread).
 #pragma once
 
 #include <cstddef>
@@ -18,7 +20,7 @@
 
 namespace pkm {
 
-inline constexpr int kBackendApiVersion = 2;
+inline constexpr int kBackendApiVersion = 3;
 
 class Backend {
  public:
@@ -47,12 +49,20 @@ class Backend {
   // Ops: see kernels/cpu/kernels.h for the exact semantics.
   virtual void Linear(const float* x, int n, int in, const float* w, const float* b, int out,
                       float* y) = 0;
+  // beta may be null (no bias).
   virtual void LayerNorm(const float* x, int n, int d, const float* gamma, const float* beta,
                          float eps, float* y) = 0;
+  virtual void RmsNorm(const float* x, int n, int d, const float* gamma, float eps,
+                       float* y) = 0;
   virtual void Gelu(float* x, size_t count) = 0;
+  virtual void GeluTanh(float* x, size_t count) = 0;
+  virtual void Relu(float* x, size_t count) = 0;
+  // y may alias gate or up.
+  virtual void SiluMul(const float* gate, const float* up, size_t count, float* y) = 0;
   virtual void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions,
                     float theta) = 0;
-  virtual void PagedAttention(const float* q, int n, int heads, int head_dim,
+  // The caches are [num_blocks, block_size, kv_heads, head_dim]; heads % kv_heads == 0.
+  virtual void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
                               const float* k_cache, const float* v_cache, int block_size,
                               const int32_t* block_tables, int max_blocks,
                               const int32_t* token_seq, const int32_t* token_pos, float* out) = 0;

@@ -47,17 +47,25 @@ class CpuBackend final : public Backend {
                  float* y) override {
     cpu::LayerNorm(x, n, d, gamma, beta, eps, y);
   }
+  void RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y) override {
+    cpu::RmsNorm(x, n, d, gamma, eps, y);
+  }
   void Gelu(float* x, size_t count) override { cpu::Gelu(x, count); }
+  void GeluTanh(float* x, size_t count) override { cpu::GeluTanh(x, count); }
+  void Relu(float* x, size_t count) override { cpu::Relu(x, count); }
+  void SiluMul(const float* gate, const float* up, size_t count, float* y) override {
+    cpu::SiluMul(gate, up, count, y);
+  }
   void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions,
             float theta) override {
     cpu::Rope(x, n, heads, head_dim, positions, theta);
   }
-  void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                      const float* v_cache, int block_size, const int32_t* block_tables,
-                      int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
-                      float* out) override {
-    cpu::PagedAttention(q, n, heads, head_dim, k_cache, v_cache, block_size, block_tables,
-                        max_blocks, token_seq, token_pos, out);
+  void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                      const float* k_cache, const float* v_cache, int block_size,
+                      const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                      const int32_t* token_pos, float* out) override {
+    cpu::PagedAttention(q, n, heads, kv_heads, head_dim, k_cache, v_cache, block_size,
+                        block_tables, max_blocks, token_seq, token_pos, out);
   }
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
                  const float* values, float* out, int32_t* ids, float* weights) override {

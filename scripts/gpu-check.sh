@@ -45,12 +45,13 @@ step configure cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=ON -DPKMSERVE_CUDA_ON_CPU=OFF -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
   -DPKMSERVE_DEPS_DIR="$PWD/.gpu-deps"
 step build cmake --build build-gpu --parallel --target kernels_cuda_test kernels_cpu_test \
-  pkm_cuda_bench pkm_cuda test_engine_cuda test_backend_loader engine_bench
+  pkm_cuda_bench pkm_cuda test_engine_cuda test_backend_loader test_backend_ops engine_bench
 # Correctness: the kernels and ops against the CPU reference, the engine on CUDA against the
 # CPU engine.
 step kernels_cuda_test build-gpu/tests/kernels_cuda_test
 step kernels_cpu_test build-gpu/tests/kernels_cpu_test --gtest_brief=1
 step test_backend_loader build-gpu/tests/test_backend_loader --gtest_brief=1
+step test_backend_ops build-gpu/tests/test_backend_ops --gtest_brief=1
 step test_engine_cuda build-gpu/tests/test_engine_cuda
 # Issue 8's figures: the layer fused vs unfused vs PyTorch eager, gather vs copy bandwidth.
 step bench_pkm build-gpu/bin/pkm_cuda_bench --out "$OUT/pkm_cuda.json"

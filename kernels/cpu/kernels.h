@@ -25,31 +25,51 @@ void SetNumThreads(int n);
 void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y);
 
 // LayerNorm over the last dim: y[n, d] = (x − mean) / sqrt(var + eps) · gamma + beta
-// (biased variance; fp32 statistics in two passes: mean, then variance). y may alias x.
+// (biased variance; fp32 statistics in two passes: mean, then variance). beta may be null: no
+// bias, y = (x − mean) / sqrt(var + eps) · gamma with no addition at all. y may alias x.
 void LayerNorm(const float* x, int n, int d, const float* gamma, const float* beta, float eps, float* y);
+
+// RMSNorm over the last dim: y[n, d] = x / sqrt(mean(x²) + eps) · gamma, i.e. per row
+// ms = Σx²/d in fp32, denom = sqrt(ms + eps), y = x / denom · gamma. y may alias x.
+void RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y);
 
 // In place, exact GELU: x = 0.5·x·(1 + erf(x/√2)).
 void Gelu(float* x, size_t count);
+
+// In place, GELU's tanh approximation (PyTorch's approximate="tanh"):
+// x = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), with x³ as x·x·x.
+void GeluTanh(float* x, size_t count);
+
+// In place, x = max(x, 0): negatives become +0; NaN, −0 and positives stay as they are.
+void Relu(float* x, size_t count);
+
+// y[i] = silu(gate[i])·up[i] with silu(g) = g / (1 + exp(−g)) = g·sigmoid(g) (PyTorch's
+// expression): SwiGLU FFNs and the Memory+ output gate. y may alias gate or up.
+void SiluMul(const float* gate, const float* up, size_t count, float* y);
 
 // In place RoPE, rotate-half pairing, on x[n, heads, head_dim]: for j < head_dim/2,
 // angle = positions[t] · theta^(−2j/head_dim) (computed in double, then rounded to float cos/sin),
 // (x[j], x[j+hd/2]) ← (x[j]·cos − x[j+hd/2]·sin, x[j]·sin + x[j+hd/2]·cos).
 void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions, float theta);
 
-// Causal attention of a ragged batch over a paged KV cache.
+// Causal attention of a ragged batch over a paged KV cache, with grouped-query attention:
+// query head h reads kv head h / (heads / kv_heads) (heads % kv_heads == 0; kv_heads == heads
+// is multi-head attention, kv_heads == 1 multi-query).
 //   q            [n, heads, head_dim]        queries, RoPE applied
-//   k_cache      [num_blocks, block_size, heads, head_dim]   keys (RoPE applied), one layer
-//   v_cache      [num_blocks, block_size, heads, head_dim]
+//   k_cache      [num_blocks, block_size, kv_heads, head_dim]   keys (RoPE applied), one layer
+//   v_cache      [num_blocks, block_size, kv_heads, head_dim]
 //   block_tables [num_seqs, max_blocks]      block ids of each sequence, in position order
 //   token_seq    [n]                         which sequence (row of block_tables) token t is in
 //   token_pos    [n]                         its position; it attends to positions 0..token_pos[t]
 //   out          [n, heads·head_dim]
 // For each (t, h): s_p = (q·k_p)/sqrt(head_dim) for p = 0..pos in order, m = max s_p,
-// e_p = exp(s_p − m), out = Σ_p e_p·v_p / Σ_p e_p, both sums in position order. The cache must
-// already hold the keys/values of every position read (including the token's own).
-void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                    const float* v_cache, int block_size, const int32_t* block_tables,
-                    int max_blocks, const int32_t* token_seq, const int32_t* token_pos, float* out);
+// e_p = exp(s_p − m), out = Σ_p e_p·v_p / Σ_p e_p, both sums in position order (k_p, v_p: the
+// rows of the head's kv head). The cache must already hold the keys/values of every position
+// read (including the token's own).
+void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                    const float* k_cache, const float* v_cache, int block_size,
+                    const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                    const int32_t* token_pos, float* out);
 
 // Shape of one product-key memory (docs/model-format.md).
 struct PkmShape {
@@ -77,11 +97,16 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, cons
 namespace ref {
 void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y);
 void LayerNorm(const float* x, int n, int d, const float* gamma, const float* beta, float eps, float* y);
+void RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y);
 void Gelu(float* x, size_t count);
+void GeluTanh(float* x, size_t count);
+void Relu(float* x, size_t count);
+void SiluMul(const float* gate, const float* up, size_t count, float* y);
 void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions, float theta);
-void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                    const float* v_cache, int block_size, const int32_t* block_tables,
-                    int max_blocks, const int32_t* token_seq, const int32_t* token_pos, float* out);
+void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                    const float* k_cache, const float* v_cache, int block_size,
+                    const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                    const int32_t* token_pos, float* out);
 void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, const float* values,
                float* out, int32_t* ids, float* weights);
 }  // namespace ref

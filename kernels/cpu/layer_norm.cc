@@ -1,5 +1,6 @@
 // LayerNorm with AVX2: the two statistics passes are 8-lane sums reduced by the fixed tree of
-// dot_avx2.h; the normalisation is the reference's expression, element by element. A row's
+// dot_avx2.h; the normalisation is the reference's expression, element by element (beta may be
+// null: no bias). A row's
 // result depends only on that row, so it is batch-invariant by construction.
 #include <immintrin.h>
 
@@ -38,15 +39,19 @@ void NormalizeRow(const float* x, int d, const float* gamma, const float* beta, 
   const float var = avx2::Reduce1(acc) / static_cast<float>(d);
   const float denom = std::sqrt(var + eps);
 
-  // (x − mean) / denom · gamma + beta, as the reference; y may alias x, each element is read
-  // before it is written.
+  // (x − mean) / denom · gamma [+ beta], as the reference; y may alias x, each element is read
+  // before it is written. Without beta there is no addition at all (+ 0 would turn −0 into +0).
   const __m256 vdenom = _mm256_set1_ps(denom);
   for (int i = 0; i < full; i += 8) {
     __m256 v = _mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmean), vdenom);
-    v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(gamma + i)), _mm256_loadu_ps(beta + i));
+    v = _mm256_mul_ps(v, _mm256_loadu_ps(gamma + i));
+    if (beta) v = _mm256_add_ps(v, _mm256_loadu_ps(beta + i));
     _mm256_storeu_ps(y + i, v);
   }
-  for (int i = full; i < d; ++i) y[i] = (x[i] - mean) / denom * gamma[i] + beta[i];
+  for (int i = full; i < d; ++i) {
+    const float scaled = (x[i] - mean) / denom * gamma[i];
+    y[i] = beta ? scaled + beta[i] : scaled;
+  }
 }
 
 }  // namespace

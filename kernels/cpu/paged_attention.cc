@@ -1,4 +1,6 @@
-// PagedAttention with AVX2, one (token, head) pair at a time, split over threads.
+// PagedAttention with AVX2, one (token, query head) pair at a time, split over threads. Under
+// grouped-query attention the query heads of a group read the same kv head's rows; each pair
+// still does its own arithmetic, so kv_heads changes only which rows are read.
 //
 // A pair's result depends only on its query and the cache rows of positions 0..pos, read in
 // position order with the same arithmetic (dot_avx2.h): so it is the same whatever else is in
@@ -18,13 +20,13 @@
 namespace pkm::cpu {
 namespace {
 
-// Where position p of head h sits in a [num_blocks, block_size, heads, head_dim] cache.
+// Where position p of kv head kvh sits in a [num_blocks, block_size, kv_heads, head_dim] cache.
 struct CacheIndex {
   const int32_t* table;  // [max_blocks] this sequence's block ids
-  int block_size, heads, head_dim, h;
+  int block_size, kv_heads, head_dim, kvh;
   size_t operator()(int p) const {
     size_t slot = static_cast<size_t>(table[p / block_size]) * block_size + p % block_size;
-    return (slot * heads + h) * head_dim;
+    return (slot * kv_heads + kvh) * head_dim;
   }
 };
 
@@ -57,12 +59,13 @@ void AttendOne(const float* q, const float* k_cache, const float* v_cache, const
 
 }  // namespace
 
-void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                    const float* v_cache, int block_size, const int32_t* block_tables,
-                    int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
-                    float* out) {
+void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                    const float* k_cache, const float* v_cache, int block_size,
+                    const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                    const int32_t* token_pos, float* out) {
   RequireAvx2Fma();
   const int pairs = n * heads;
+  const int group = heads / kv_heads;  // query heads per kv head
   int longest = 0;
   for (int t = 0; t < n; ++t) longest = std::max(longest, token_pos[t] + 1);
   // Not worth a parallel region below ~256K multiply-adds per half (QKᵀ and PV).
@@ -76,7 +79,7 @@ void PagedAttention(const float* q, int n, int heads, int head_dim, const float*
     for (int pair = 0; pair < pairs; ++pair) {
       const int t = pair / heads, h = pair % heads;
       const CacheIndex at{block_tables + static_cast<size_t>(token_seq[t]) * max_blocks, block_size,
-                          heads, head_dim, h};
+                          kv_heads, head_dim, h / group};
       const size_t row = static_cast<size_t>(pair) * head_dim;  // q and out: [n, heads, head_dim]
       AttendOne(q + row, k_cache, v_cache, at, token_pos[t] + 1, scores.data(), acc.data(),
                 out + row);

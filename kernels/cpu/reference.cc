@@ -60,13 +60,49 @@ void LayerNorm(const float* x, int n, int d, const float* gamma, const float* be
     for (int i = 0; i < d; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
     const float var = sq / static_cast<float>(d);
     const float denom = std::sqrt(var + eps);
-    for (int i = 0; i < d; ++i) yr[i] = (xr[i] - mean) / denom * gamma[i] + beta[i];
+    for (int i = 0; i < d; ++i) {
+      const float scaled = (xr[i] - mean) / denom * gamma[i];
+      yr[i] = beta ? scaled + beta[i] : scaled;  // no bias: no + 0, which would turn −0 into +0
+    }
+  }
+}
+
+void RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y) {
+  for (int t = 0; t < n; ++t) {
+    const float* xr = x + static_cast<size_t>(t) * d;
+    float* yr = y + static_cast<size_t>(t) * d;
+    float sq = 0.0f;
+    for (int i = 0; i < d; ++i) sq += xr[i] * xr[i];
+    const float denom = std::sqrt(sq / static_cast<float>(d) + eps);
+    for (int i = 0; i < d; ++i) yr[i] = xr[i] / denom * gamma[i];
   }
 }
 
 void Gelu(float* x, size_t count) {
   constexpr float kSqrtHalf = 0.70710678118654752f;  // x/√2 as x·(1/√2), like PyTorch
   for (size_t i = 0; i < count; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kSqrtHalf));
+}
+
+void GeluTanh(float* x, size_t count) {
+  constexpr float kSqrtTwoOverPi = 0.79788456080286536f;  // √(2/π)
+  constexpr float kCubic = 0.044715f;
+  for (size_t i = 0; i < count; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(kSqrtTwoOverPi * (v + kCubic * (v * v * v))));
+  }
+}
+
+void Relu(float* x, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (x[i] < 0.0f) x[i] = 0.0f;
+  }
+}
+
+void SiluMul(const float* gate, const float* up, size_t count, float* y) {
+  for (size_t i = 0; i < count; ++i) {
+    const float g = gate[i];
+    y[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
 }
 
 void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions, float theta) {
@@ -88,25 +124,27 @@ void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions, fl
   }
 }
 
-void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                    const float* v_cache, int block_size, const int32_t* block_tables,
-                    int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
-                    float* out) {
+void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                    const float* k_cache, const float* v_cache, int block_size,
+                    const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                    const int32_t* token_pos, float* out) {
   const float scale = std::sqrt(static_cast<float>(head_dim));
+  const int group = heads / kv_heads;  // query heads per kv head
   for (int t = 0; t < n; ++t) {
     const int32_t* table = block_tables + static_cast<size_t>(token_seq[t]) * max_blocks;
     const int len = token_pos[t] + 1;
-    // Offset of position p, head h in the caches.
-    auto at = [&](int p, int h) {
+    // Offset of position p, kv head kvh in the caches.
+    auto at = [&](int p, int kvh) {
       size_t slot = static_cast<size_t>(table[p / block_size]) * block_size + p % block_size;
-      return (slot * heads + h) * head_dim;
+      return (slot * kv_heads + kvh) * head_dim;
     };
     for (int h = 0; h < heads; ++h) {
+      const int kvh = h / group;
       const float* qh = q + (static_cast<size_t>(t) * heads + h) * head_dim;
       std::vector<float> s(static_cast<size_t>(len));
       for (int p = 0; p < len; ++p) {
         float dot = 0.0f;
-        for (int i = 0; i < head_dim; ++i) dot += qh[i] * k_cache[at(p, h) + i];
+        for (int i = 0; i < head_dim; ++i) dot += qh[i] * k_cache[at(p, kvh) + i];
         s[p] = dot / scale;
       }
       const float m = *std::max_element(s.begin(), s.end());
@@ -115,7 +153,7 @@ void PagedAttention(const float* q, int n, int heads, int head_dim, const float*
       for (int p = 0; p < len; ++p) {
         const float e = std::exp(s[p] - m);
         denom += e;
-        for (int i = 0; i < head_dim; ++i) acc[i] += e * v_cache[at(p, h) + i];
+        for (int i = 0; i < head_dim; ++i) acc[i] += e * v_cache[at(p, kvh) + i];
       }
       float* o = out + (static_cast<size_t>(t) * heads + h) * head_dim;
       for (int i = 0; i < head_dim; ++i) o[i] = acc[i] / denom;

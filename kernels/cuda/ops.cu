@@ -45,12 +45,48 @@ LayerNormKernel(const float* x, int d, const float* gamma, const float* beta, fl
   float sq = 0.0f;
   for (int i = threadIdx.x; i < d; i += blockDim.x) sq += (xr[i] - mean) * (xr[i] - mean);
   const float denom = sqrtf(BlockSum(sq, scratch) / static_cast<float>(d) + eps);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = (xr[i] - mean) / denom * gamma[i] + beta[i];
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    const float scaled = (xr[i] - mean) / denom * gamma[i];
+    yr[i] = beta ? scaled + beta[i] : scaled;  // no bias: no + 0 (it would turn −0 into +0)
+  }
+}
+
+// One block per row, as LayerNorm: the sum of squares in a fixed tree, then x / denom · gamma.
+__global__ void __launch_bounds__(kThreads)
+RmsNormKernel(const float* x, int d, const float* gamma, float eps, float* y) {
+  __shared__ float scratch[kThreads];
+  const float* xr = x + static_cast<size_t>(blockIdx.x) * d;
+  float* yr = y + static_cast<size_t>(blockIdx.x) * d;
+  float sq = 0.0f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) sq += xr[i] * xr[i];
+  const float denom = sqrtf(BlockSum(sq, scratch) / static_cast<float>(d) + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] / denom * gamma[i];
 }
 
 __global__ void GeluKernel(float* x, size_t count) {
   const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+__global__ void GeluTanhKernel(float* x, size_t count) {
+  constexpr float kSqrtTwoOverPi = 0.79788456080286536f;  // √(2/π)
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const float v = x[i];
+  x[i] = 0.5f * v * (1.0f + tanhf(kSqrtTwoOverPi * (v + 0.044715f * (v * v * v))));
+}
+
+__global__ void ReluKernel(float* x, size_t count) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count && x[i] < 0.0f) x[i] = 0.0f;  // NaN and −0 stay, as on the CPU
+}
+
+// y may alias gate or up: each thread reads its element of both before it writes it.
+__global__ void SiluMulKernel(const float* gate, const float* up, size_t count, float* y) {
+  const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const float g = gate[i];
+  y[i] = g / (1.0f + expf(-g)) * up[i];
 }
 
 __global__ void RopeKernel(float* x, int n, int heads, int head_dim, const int32_t* positions,
@@ -71,23 +107,25 @@ __global__ void RopeKernel(float* x, int n, int heads, int head_dim, const int32
   v[j + half] = a * s + b * c;
 }
 
-// One block per (token, head): scores of every position in shared memory, softmax, then the
-// weighted sum of the value rows in position order.
+// One block per (token, query head): scores of every position in shared memory, softmax, then
+// the weighted sum of the value rows in position order. The cache rows are those of the head's
+// kv head, h / (heads / kv_heads).
 __global__ void __launch_bounds__(kThreads)
-PagedAttentionKernel(const float* q, int heads, int head_dim, const float* k_cache,
+PagedAttentionKernel(const float* q, int heads, int kv_heads, int head_dim, const float* k_cache,
                      const float* v_cache, int block_size, const int32_t* block_tables,
                      int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
                      float* out) {
   extern __shared__ float scores[];
   __shared__ float scratch[kThreads];
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
+  const int kvh = h / (heads / kv_heads);
   const int32_t* table = block_tables + static_cast<size_t>(token_seq[t]) * max_blocks;
   const int len = token_pos[t] + 1;
   const float* qh = q + (static_cast<size_t>(t) * heads + h) * head_dim;
   const float scale = sqrtf(static_cast<float>(head_dim));
   auto at = [&](int p) {
     const size_t slot = static_cast<size_t>(table[p / block_size]) * block_size + p % block_size;
-    return (slot * heads + h) * head_dim;
+    return (slot * kv_heads + kvh) * head_dim;
   };
   float local_max = -INFINITY;
   for (int p = threadIdx.x; p < len; p += blockDim.x) {
@@ -151,9 +189,35 @@ cudaError_t LayerNorm(const float* x, int n, int d, const float* gamma, const fl
   return cudaGetLastError();
 }
 
+cudaError_t RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y,
+                    cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  RmsNormKernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, d, gamma, eps, y);
+  return cudaGetLastError();
+}
+
 cudaError_t Gelu(float* x, size_t count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
   GeluKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count);
+  return cudaGetLastError();
+}
+
+cudaError_t GeluTanh(float* x, size_t count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  GeluTanhKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count);
+  return cudaGetLastError();
+}
+
+cudaError_t Relu(float* x, size_t count, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  ReluKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count);
+  return cudaGetLastError();
+}
+
+cudaError_t SiluMul(const float* gate, const float* up, size_t count, float* y,
+                    cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  SiluMulKernel<<<Blocks(count), kThreads, 0, stream>>>(gate, up, count, y);
   return cudaGetLastError();
 }
 
@@ -165,18 +229,19 @@ cudaError_t Rope(float* x, int n, int heads, int head_dim, const int32_t* positi
   return cudaGetLastError();
 }
 
-cudaError_t PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                           const float* v_cache, int block_size, const int32_t* block_tables,
-                           int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
-                           float* out, cudaStream_t stream) {
+cudaError_t PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                           const float* k_cache, const float* v_cache, int block_size,
+                           const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                           const int32_t* token_pos, float* out, cudaStream_t stream) {
+  if (kv_heads <= 0 || heads % kv_heads != 0) return cudaErrorInvalidValue;
   if (n <= 0) return cudaSuccess;
   const size_t bytes = sizeof(float) * static_cast<size_t>(max_blocks) * block_size;
   const cudaError_t attr = cudaFuncSetAttribute(
       PagedAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
   if (attr != cudaSuccess) return attr;
   PagedAttentionKernel<<<static_cast<unsigned>(n) * static_cast<unsigned>(heads), kThreads, bytes,
-                         stream>>>(q, heads, head_dim, k_cache, v_cache, block_size, block_tables,
-                                   max_blocks, token_seq, token_pos, out);
+                         stream>>>(q, heads, kv_heads, head_dim, k_cache, v_cache, block_size,
+                                   block_tables, max_blocks, token_seq, token_pos, out);
   return cudaGetLastError();
 }
 

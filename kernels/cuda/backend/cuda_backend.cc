@@ -1,4 +1,4 @@
-// The CUDA backend: the engine's Backend on one CUDA device, fp32 buffers (Backend API v2),
+// The CUDA backend: the engine's Backend on one CUDA device, fp32 buffers (Backend API v3),
 // dense GEMMs by cuBLAS, the other ops by kernels/cuda. Built into the plugin libpkm_cuda.so,
 // which the server loads with dlopen (engine/backend_loader.h) through PkmCudaBackendCreate.
 //
@@ -89,17 +89,27 @@ class CudaBackend final : public Backend {
                  float* y) override {
     Check(cuda::LayerNorm(x, n, d, gamma, beta, eps, y, stream_), "LayerNorm");
   }
+  void RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y) override {
+    Check(cuda::RmsNorm(x, n, d, gamma, eps, y, stream_), "RmsNorm");
+  }
   void Gelu(float* x, size_t count) override { Check(cuda::Gelu(x, count, stream_), "Gelu"); }
+  void GeluTanh(float* x, size_t count) override {
+    Check(cuda::GeluTanh(x, count, stream_), "GeluTanh");
+  }
+  void Relu(float* x, size_t count) override { Check(cuda::Relu(x, count, stream_), "Relu"); }
+  void SiluMul(const float* gate, const float* up, size_t count, float* y) override {
+    Check(cuda::SiluMul(gate, up, count, y, stream_), "SiluMul");
+  }
   void Rope(float* x, int n, int heads, int head_dim, const int32_t* positions,
             float theta) override {
     Check(cuda::Rope(x, n, heads, head_dim, positions, theta, stream_), "Rope");
   }
-  void PagedAttention(const float* q, int n, int heads, int head_dim, const float* k_cache,
-                      const float* v_cache, int block_size, const int32_t* block_tables,
-                      int max_blocks, const int32_t* token_seq, const int32_t* token_pos,
-                      float* out) override {
-    Check(cuda::PagedAttention(q, n, heads, head_dim, k_cache, v_cache, block_size, block_tables,
-                               max_blocks, token_seq, token_pos, out, stream_),
+  void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim,
+                      const float* k_cache, const float* v_cache, int block_size,
+                      const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
+                      const int32_t* token_pos, float* out) override {
+    Check(cuda::PagedAttention(q, n, heads, kv_heads, head_dim, k_cache, v_cache, block_size,
+                               block_tables, max_blocks, token_seq, token_pos, out, stream_),
           "PagedAttention");
   }
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,

@@ -95,6 +95,44 @@ TEST(LayerNorm, KnownValues) {
   EXPECT_NEAR(y[3], 1.5f * s + 10.0f, 1e-5f);
 }
 
+// Without beta (a LayerNorm with no bias): the reference's values with a zero bias, and the
+// fast kernel the reference's, in place too.
+TEST_P(LayerNormParity, WithoutBiasMatchesReference) {
+  const auto [n, d] = GetParam();
+  std::vector<float> x = RandomFloats(static_cast<size_t>(n) * d, 10, -2.0f, 2.0f);
+  std::vector<float> gamma = RandomFloats(static_cast<size_t>(d), 11, 0.5f, 1.5f);
+  const std::vector<float> zeros(static_cast<size_t>(d), 0.0f);
+  std::vector<float> got(x.size()), want(x.size());
+  LayerNorm(x.data(), n, d, gamma.data(), nullptr, 1e-5f, got.data());
+  ref::LayerNorm(x.data(), n, d, gamma.data(), nullptr, 1e-5f, want.data());
+  EXPECT_TRUE(AllClose(got.data(), want.data(), got.size(), 1e-6)) << "fast vs reference";
+  std::vector<float> zero_bias(x.size());
+  ref::LayerNorm(x.data(), n, d, gamma.data(), zeros.data(), 1e-5f, zero_bias.data());
+  EXPECT_TRUE(AllClose(want.data(), zero_bias.data(), want.size(), 0.0)) << "reference";
+  const std::vector<float> exact = LayerNormDouble(x, n, d, gamma, zeros, 1e-5);
+  EXPECT_TRUE(AllClose(got.data(), exact.data(), exact.size(), 1e-5)) << "fast vs double";
+
+  LayerNorm(x.data(), n, d, gamma.data(), nullptr, 1e-5f, x.data());
+  EXPECT_TRUE(BitwiseEqual(x.data(), got.data(), x.size())) << "in place";
+}
+
+TEST(LayerNorm, WithoutBiasKnownValues) {
+  // x = [1, 2, 3, 4]: mean 2.5, biased variance 1.25; −0 stays −0 (nothing is added to it).
+  const float x[] = {1, 2, 3, 4};
+  const float gamma[] = {1, 1, 2, -0.0f};
+  float got[4], want[4];
+  LayerNorm(x, 1, 4, gamma, nullptr, 0.0f, got);
+  ref::LayerNorm(x, 1, 4, gamma, nullptr, 0.0f, want);
+  const float s = 1.0f / std::sqrt(1.25f);
+  const float expected[] = {-1.5f * s, -0.5f * s, 2.0f * 0.5f * s, -0.0f};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NEAR(got[i], expected[i], 1e-6f) << "fast, element " << i;
+    EXPECT_NEAR(want[i], expected[i], 1e-6f) << "reference, element " << i;
+  }
+  EXPECT_TRUE(std::signbit(got[3])) << "fast";
+  EXPECT_TRUE(std::signbit(want[3])) << "reference";
+}
+
 TEST(LayerNorm, RowDoesNotDependOnBatchOrThreads) {
   const int n = 128, d = 769;  // enough rows for the kernel to go parallel
   std::vector<float> x = RandomFloats(static_cast<size_t>(n) * d, 4);

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -62,6 +64,66 @@ TEST(CudaOps, LayerNormGeluAndAddMatchTheCpu) {
   ExpectNear(OnDevice(x, [&](float* p) { ASSERT_EQ(Add(p, o, x.size(), nullptr), cudaSuccess); }), want,
              0.0f);
   for (float* p : {g, b, o}) cudaFree(p);
+}
+
+// The format 2 ops at odd sizes (d = 769 is not a multiple of the block's 256 threads).
+TEST(CudaOps, RmsNormAndLayerNormWithoutBiasMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const int n = 7, d = 769;
+  const std::vector<float> x = Random(static_cast<size_t>(n) * d, 11), gamma = Random(d, 12);
+  float* g = Upload(gamma);
+  std::vector<float> want(x.size());
+  cpu::ref::RmsNorm(x.data(), n, d, gamma.data(), 1e-6f, want.data());
+  ExpectNear(OnDevice(x, [&](float* p) {
+               ASSERT_EQ(RmsNorm(p, n, d, g, 1e-6f, p, nullptr), cudaSuccess);
+             }),
+             want, 1e-5f);
+  cpu::ref::LayerNorm(x.data(), n, d, gamma.data(), nullptr, 1e-5f, want.data());
+  ExpectNear(OnDevice(x, [&](float* p) {
+               ASSERT_EQ(LayerNorm(p, n, d, g, nullptr, 1e-5f, p, nullptr), cudaSuccess);
+             }),
+             want, 1e-5f);
+  cudaFree(g);
+}
+
+TEST(CudaOps, GeluTanhReluAndSiluMulMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const size_t count = 7 * 769;
+  std::vector<float> x = Random(count, 13);
+  for (float& v : x) v *= 4.0f;  // reach the saturated parts of tanh and sigmoid
+  const std::vector<float> up = Random(count, 14);
+  float* d_up = Upload(up);
+  std::vector<float> want = x;
+  cpu::ref::GeluTanh(want.data(), count);
+  ExpectNear(OnDevice(x, [&](float* p) { ASSERT_EQ(GeluTanh(p, count, nullptr), cudaSuccess); }),
+             want, 1e-6f);
+  want = x;
+  cpu::ref::Relu(want.data(), count);
+  ExpectNear(OnDevice(x, [&](float* p) { ASSERT_EQ(Relu(p, count, nullptr), cudaSuccess); }),
+             want, 0.0f);
+  // The values where max(x, 0) implementations differ: the same bits as the CPU's.
+  const std::vector<float> special = {-0.0f, 0.0f, -1e-30f, NAN, -INFINITY, INFINITY};
+  want = special;
+  cpu::ref::Relu(want.data(), want.size());
+  const std::vector<float> got = OnDevice(special, [&](float* p) {
+    ASSERT_EQ(Relu(p, special.size(), nullptr), cudaSuccess);
+  });
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * want.size()), 0)
+      << "−0 stays −0, NaN stays NaN, a negative becomes +0";
+  want.resize(count);
+  // y = gate (in place on the gate), then y = up.
+  cpu::ref::SiluMul(x.data(), up.data(), count, want.data());
+  ExpectNear(OnDevice(x, [&](float* p) {
+               ASSERT_EQ(SiluMul(p, d_up, count, p, nullptr), cudaSuccess);
+             }),
+             want, 1e-6f);
+  float* d_gate = Upload(x);
+  ExpectNear(OnDevice(up, [&](float* p) {
+               ASSERT_EQ(SiluMul(d_gate, p, count, p, nullptr), cudaSuccess);
+             }),
+             want, 1e-6f);
+  cudaFree(d_up);
+  cudaFree(d_gate);
 }
 
 TEST(CudaOps, RopeMatchesTheCpu) {
@@ -122,15 +184,15 @@ TEST(CudaOps, KvWriteAndPagedAttentionMatchTheCpu) {
   const int qn = static_cast<int>(q_seq.size());
   const std::vector<float> q = Random(static_cast<size_t>(qn) * row, 8);
   std::vector<float> want(q.size());
-  cpu::ref::PagedAttention(q.data(), qn, heads, head_dim, k_cache.data(), v_cache.data(),
+  cpu::ref::PagedAttention(q.data(), qn, heads, heads, head_dim, k_cache.data(), v_cache.data(),
                            block_size, tables.data(), max_blocks, q_seq.data(), q_pos.data(),
                            want.data());
   auto dq_seq = Upload(q_seq);
   auto dq_pos = Upload(q_pos);
   float* dq = Upload(q);
   float* d_out = DeviceAlloc<float>(q.size());
-  ASSERT_EQ(PagedAttention(dq, qn, heads, head_dim, d_kc, d_vc, block_size, d_tables, max_blocks,
-                           dq_seq, dq_pos, d_out, nullptr),
+  ASSERT_EQ(PagedAttention(dq, qn, heads, heads, head_dim, d_kc, d_vc, block_size, d_tables,
+                           max_blocks, dq_seq, dq_pos, d_out, nullptr),
             cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   ExpectNear(Download(d_out, q.size()), want, 1e-5f);
@@ -140,6 +202,42 @@ TEST(CudaOps, KvWriteAndPagedAttentionMatchTheCpu) {
                   static_cast<void*>(dq), static_cast<void*>(d_out)}) {
     cudaFree(p);
   }
+}
+
+// Grouped-query attention (kv_heads < heads) over a cache filled on the host, against the CPU
+// reference; a kv_heads that does not divide heads is refused before any launch.
+TEST(CudaOps, GroupedQueryPagedAttentionMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const int head_dim = 40, block_size = 16, max_blocks = 3, num_blocks = 7;
+  const std::vector<int32_t> tables = {4, 0, 6, 2, 5, 1};  // [2 sequences, 3 blocks]
+  const std::vector<int32_t> q_seq = {0, 1, 1, 0, 1}, q_pos = {0, 15, 16, 47, 30};
+  const int qn = static_cast<int>(q_seq.size());
+  auto d_tables = Upload(tables);
+  auto d_seq = Upload(q_seq);
+  auto d_pos = Upload(q_pos);
+  for (const auto& [heads, kv_heads] : {std::pair{6, 2}, std::pair{4, 1}, std::pair{3, 3}}) {
+    const size_t cache = static_cast<size_t>(num_blocks) * block_size * kv_heads * head_dim;
+    const std::vector<float> k_cache = Random(cache, 15), v_cache = Random(cache, 16);
+    const std::vector<float> q = Random(static_cast<size_t>(qn) * heads * head_dim, 17);
+    std::vector<float> want(q.size());
+    cpu::ref::PagedAttention(q.data(), qn, heads, kv_heads, head_dim, k_cache.data(),
+                             v_cache.data(), block_size, tables.data(), max_blocks, q_seq.data(),
+                             q_pos.data(), want.data());
+    float* d_kc = Upload(k_cache);
+    float* d_vc = Upload(v_cache);
+    float* dq = Upload(q);
+    float* d_out = DeviceAlloc<float>(q.size());
+    ASSERT_EQ(PagedAttention(dq, qn, heads, kv_heads, head_dim, d_kc, d_vc, block_size, d_tables,
+                             max_blocks, d_seq, d_pos, d_out, nullptr),
+              cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    ExpectNear(Download(d_out, q.size()), want, 1e-5f);
+    for (float* p : {d_kc, d_vc, dq, d_out}) cudaFree(p);
+  }
+  EXPECT_EQ(PagedAttention(nullptr, qn, 6, 4, head_dim, nullptr, nullptr, block_size, d_tables,
+                           max_blocks, d_seq, d_pos, nullptr, nullptr),
+            cudaErrorInvalidValue);
+  for (int32_t* p : {d_tables, d_seq, d_pos}) cudaFree(p);
 }
 
 TEST(CudaOps, GatherRowsAndEmbeddingCopyTheRows) {
