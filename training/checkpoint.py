@@ -16,11 +16,10 @@ from training.model import TORCH_DTYPES, PKMTransformer
 DTYPE_NAMES = TORCH_DTYPES
 
 
-def stored_dtypes(model: PKMTransformer) -> dict:
-    """Tensor name -> the torch dtype it is stored in."""
-    cfg = model.cfg
-    tables = {m.values_name: TORCH_DTYPES[cfg.values_dtype(m)] for m in cfg.memories}
-    return {name: tables.get(name, TORCH_DTYPES[cfg.dtype]) for name in model.named_tensors()}
+def stored_dtype(cfg: Config, name: str) -> torch.dtype:
+    """The torch dtype tensor `name` is stored in: its table's values_dtype, else the model's dtype."""
+    tables = {m.values_name: cfg.values_dtype(m) for m in cfg.memories}
+    return TORCH_DTYPES[tables.get(name, cfg.dtype)]
 
 
 def load_model(model_dir: Path) -> PKMTransformer:
@@ -32,14 +31,14 @@ def load_model(model_dir: Path) -> PKMTransformer:
     tensors = safetensors_io.load(model_dir / "model.safetensors")
     model = PKMTransformer(cfg)
     expected = model.named_tensors()
-    dtypes = stored_dtypes(model)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise ValueError(f"{model_dir}/model.safetensors: missing tensors {missing}, unexpected tensors {unexpected}")
     for name, t in tensors.items():
-        if tuple(t.shape) != tuple(expected[name].shape) or t.dtype != dtypes[name]:
+        dtype = stored_dtype(cfg, name)
+        if tuple(t.shape) != tuple(expected[name].shape) or t.dtype != dtype:
             raise ValueError(f"{model_dir}/model.safetensors: tensor {name!r} is {t.dtype} {list(t.shape)}, "
-                             f"expected {dtypes[name]} {list(expected[name].shape)}")
+                             f"expected {dtype} {list(expected[name].shape)}")
     model.load_named_tensors({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return model.eval()

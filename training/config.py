@@ -295,6 +295,16 @@ def _check_type(value, kind, path):
     return float(value) if base is float else value
 
 
+# The key under which train.py's checkpoints record a version 2 config's training-only option.
+QUERY_BATCHNORM = "training_query_batchnorm"
+
+
+def set_query_batchnorm(cfg: Config, on: bool) -> None:
+    """The training-only query BatchNorm on every memory whose query has a bias (the fold needs one)."""
+    for mem in cfg.memories:
+        mem.query_batchnorm = on and mem.query_bias
+
+
 def from_json(d: dict) -> Config:
     return Config.from_json(d)
 

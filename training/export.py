@@ -17,20 +17,24 @@ from typing import Optional
 import torch
 
 from training import safetensors_io
-from training.checkpoint import DTYPE_NAMES, stored_dtypes
-from training.config import Config, ModelConfig
+from training.checkpoint import DTYPE_NAMES, stored_dtype
+from training.config import QUERY_BATCHNORM, Config, ModelConfig, set_query_batchnorm
 from training.model import PKMTransformer
 
 
 def model_from_checkpoint(path: Path) -> PKMTransformer:
     """best.pt of train.py: its "config" is a version 2 config.json or version 1 ModelConfig fields."""
     ckpt = torch.load(path, map_location="cpu")
-    raw = ckpt["config"]
-    cfg = Config.from_json(raw) if "format_version" in raw else ModelConfig(**raw).to_v2()
+    raw = dict(ckpt["config"])
+    if "format_version" in raw:
+        query_batchnorm = raw.pop(QUERY_BATCHNORM, False)
+        cfg = Config.from_json(raw)
+        set_query_batchnorm(cfg, query_batchnorm)
+    else:
+        cfg = ModelConfig(**raw).to_v2("float16")  # what export wrote for these recipes by default
     if "seq_len" in ckpt.get("args", {}):
-        cfg.max_seq_len = int(ckpt["args"]["seq_len"])  # the context the model was trained on
-        if cfg.positions.kind == "learned":
-            cfg.positions.max_positions = max(cfg.positions.max_positions, cfg.max_seq_len)
+        # The context the model was trained on (replace() checks it against learned positions).
+        cfg = dataclasses.replace(cfg, max_seq_len=int(ckpt["args"]["seq_len"]))
     model = PKMTransformer(cfg)
     model.load_state_dict(ckpt["model"])
     return model.eval()
@@ -42,12 +46,11 @@ def export(model: PKMTransformer, tokenizer: Optional[Path], out: Path, dtype: O
     cfg = model.cfg
     if dtype is not None:
         # Tables without a values_dtype of their own follow the model's dtype.
-        memories = [dataclasses.replace(m, values_dtype=m.values_dtype if m.values_dtype != cfg.dtype else None,
-                                        query_batchnorm=False) for m in cfg.memories]
+        memories = [dataclasses.replace(m, values_dtype=m.values_dtype if m.values_dtype != cfg.dtype else None)
+                    for m in cfg.memories]
         cfg = dataclasses.replace(cfg, dtype=dtype, memories=memories)
     out.mkdir(parents=True, exist_ok=True)
-    dtypes = stored_dtypes(PKMTransformer(cfg))
-    tensors = {k: v.to(dtypes[k]) for k, v in model.named_tensors().items()}
+    tensors = {k: v.to(stored_dtype(cfg, k)) for k, v in model.named_tensors().items()}
     safetensors_io.save(tensors, out / "model.safetensors",
                         {"format": "pt", "pkmserve_format_version": str(cfg.to_json()["format_version"])})
     (out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2) + "\n")

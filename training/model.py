@@ -252,8 +252,11 @@ class PKMTransformer(nn.Module):
 
     @torch.no_grad()
     def fold_batchnorm(self):
+        """Folds every training query BatchNorm into its query Linear: the model becomes its export."""
         for _, pkm in self.pkm_modules():
             pkm.fold_batchnorm()
+        for mem in self.cfg.memories:
+            mem.query_batchnorm = False
 
     # ---- tensors by their docs/model-format.md names ----
 
