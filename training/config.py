@@ -84,7 +84,7 @@ class Memory:
     v_dim: int = 256
     query_bias: bool = True
     query_norm: str = "none"     # none | layernorm
-    query_norm_eps: float = 1e-5  # layernorm only
+    query_norm_eps: Optional[float] = None  # layernorm only; default 1e-5
     output: str = "sum"          # sum | memory_plus
     output_bias: Optional[bool] = None  # memory_plus only (and required there)
     values: Optional[str] = None        # default: the memory's own table, default_values_name()
@@ -100,6 +100,10 @@ class Memory:
     @property
     def values_name(self) -> str:
         return self.values or self.prefix + "values"
+
+    @property
+    def query_norm_epsilon(self) -> float:
+        return 1e-5 if self.query_norm_eps is None else self.query_norm_eps
 
     @property
     def slots(self) -> int:
@@ -185,7 +189,9 @@ class Config:
         _need(1 <= m.knn <= m.n_keys, f"{path}.knn", f"expected in [1, n_keys={m.n_keys}], found {m.knn}")
         _need(m.k_dim % 2 == 0, f"{path}.k_dim", f"expected an even width, found {m.k_dim}")
         _one_of(m.query_norm, ("none", "layernorm"), f"{path}.query_norm")
-        _need(m.query_norm_eps > 0, f"{path}.query_norm_eps", f"expected > 0, found {m.query_norm_eps}")
+        if m.query_norm_eps is not None:
+            _need(m.query_norm == "layernorm", f"{path}.query_norm_eps", "allowed only when query_norm is 'layernorm'")
+            _need(m.query_norm_eps > 0, f"{path}.query_norm_eps", f"expected > 0, found {m.query_norm_eps}")
         _one_of(m.output, ("sum", "memory_plus"), f"{path}.output")
         if m.output == "sum":
             _need(m.v_dim == self.d_model, f"{path}.v_dim",
@@ -242,9 +248,9 @@ class Config:
 
 def _memory_json(m: Memory) -> dict:
     d = {k: v for k, v in dataclasses.asdict(m).items() if k != "query_batchnorm"}
-    if m.query_norm != "layernorm":
-        del d["query_norm_eps"]
-    for name in ("output_bias", "values", "values_dtype"):
+    if m.query_norm == "layernorm":
+        d["query_norm_eps"] = m.query_norm_epsilon  # written out, as the default is easy to miss
+    for name in ("query_norm_eps", "output_bias", "values", "values_dtype"):
         if d[name] is None:
             del d[name]
     return d

@@ -155,7 +155,7 @@ class MemoryPlus(ProductKeyMemory):
 def build_memory(mem, d_model: int, tables: dict, values_dtype: torch.dtype) -> ProductKeyMemory:
     """The module for one config.Memory. tables maps value table names to their Parameter: the
     memory reads the one there, or creates it (in values_dtype) and adds it for the next."""
-    common = dict(query_bias=mem.query_bias, query_norm=mem.query_norm, query_norm_eps=mem.query_norm_eps,
+    common = dict(query_bias=mem.query_bias, query_norm=mem.query_norm, query_norm_eps=mem.query_norm_epsilon,
                   values=tables.get(mem.values_name), values_dtype=values_dtype)
     args = (d_model, mem.heads, mem.knn, mem.n_keys, mem.k_dim, mem.v_dim, mem.query_batchnorm)
     if mem.output == "memory_plus":

@@ -57,6 +57,7 @@ def with_change(path, value):
     (("memories", 0, "query_norm"), "rmsnorm", "memories[0].query_norm", "rmsnorm"),
     (("memories", 0, "output"), "gated", "memories[0].output", "gated"),
     (("memories", 0, "output_bias"), True, "memories[0].output_bias", "not allowed"),
+    (("memories", 0, "query_norm_eps"), 1e-6, "memories[0].query_norm_eps", "only when query_norm is 'layernorm'"),
     (("memories", 0, "values_dtype"), "int8", "memories[0].values_dtype", "int8"),
     (("memories", 1), dict(good()["memories"][0], placement="parallel"), "memories[1].placement",
      "block 0 already has a replace/parallel memory (memories[0])"),
@@ -128,6 +129,17 @@ def test_shared_tables_must_agree():
     with pytest.raises(ConfigError, match="shares 't' with memories\\[0\\]") as e:
         Config.from_json(d)
     assert e.value.path == "memories[1].values"
+
+
+def test_query_norm_eps_defaults_to_1e_5():
+    d = with_change(("memories", 0, "query_norm"), "layernorm")
+    assert Config.from_json(d).memories[0].query_norm_epsilon == 1e-5
+    d["memories"][0]["query_norm_eps"] = 1e-6
+    cfg = Config.from_json(d)
+    assert cfg.memories[0].query_norm_epsilon == 1e-6 and cfg.to_json()["memories"][0]["query_norm_eps"] == 1e-6
+    d["memories"][0]["query_norm_eps"] = 0.0
+    with pytest.raises(ConfigError, match="> 0"):
+        Config.from_json(d)
 
 
 def test_memory_plus_needs_output_bias():
