@@ -29,8 +29,9 @@ def evaluate_stream(model, stream: torch.Tensor, seq_len: int, max_windows: int 
     n = min(total_windows, max_windows) if max_windows else total_windows
     # A sample spread evenly over the stream, so it covers every source of the corpus.
     starts = [i * total_windows // n * seq_len for i in range(n)]
-    slots = model.cfg.pkm_slots
-    z = {layer: torch.zeros(slots, dtype=torch.float64) for layer, _ in model.pkm_modules()}
+    # Keyed "4" for a block's memory and "4_after" for an after memory (their lookup order).
+    names = [str(layer) + ("_after" if placement == "after" else "") for layer, placement, _ in model.memories()]
+    z = {name: torch.zeros(m.n_keys ** 2, dtype=torch.float64) for name, (_, _, m) in zip(names, model.memories())}
     total, count = 0.0, 0
     for start in range(0, n, batch):
         x = torch.stack([stream[s:s + seq_len + 1] for s in starts[start:start + batch]])
@@ -38,14 +39,15 @@ def evaluate_stream(model, stream: torch.Tensor, seq_len: int, max_windows: int 
         logits = model(x[:, :-1], lookups=lookups)
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum").item()
         count += x[:, 1:].numel()
-        for (layer, _), (ids, w) in zip(model.pkm_modules(), lookups):
-            z[layer].index_add_(0, ids.reshape(-1), w.reshape(-1).double())
+        for name, (ids, w) in zip(names, lookups):
+            z[name].index_add_(0, ids.reshape(-1), w.reshape(-1).double())
     memory = {}
-    for layer, zi in z.items():
+    for name, zi in z.items():
+        slots = zi.numel()
         p = zi / zi.sum()
         nz = p[p > 0]
-        memory[str(layer)] = {"usage": (zi > 0).float().mean().item(),
-                              "kl_to_uniform": (nz * torch.log(nz * slots)).sum().item()}
+        memory[name] = {"usage": (zi > 0).float().mean().item(),
+                        "kl_to_uniform": (nz * torch.log(nz * slots)).sum().item()}
     return {"nll": total / count, "ppl": math.exp(total / count), "tokens": count, "memory": memory}
 
 

@@ -23,7 +23,7 @@ import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 
-from training.config import ModelConfig
+from training.config import QUERY_BATCHNORM, Config, ModelConfig, set_query_batchnorm
 from training.model import PKMTransformer
 
 
@@ -69,9 +69,10 @@ def evaluate(model, stream: torch.Tensor, seq_len: int, max_windows: int = 0, ba
 
 
 def param_groups(model, lr: float, values_lr: float, wd: float):
+    tables = {id(p) for p in model.value_tables().values()}
     decay, no_decay, values = [], [], []
-    for name, p in model.named_parameters():
-        if name.endswith("pkm.values"):
+    for name, p in model.named_parameters():  # a shared table appears once
+        if id(p) in tables:
             values.append(p)
         elif p.dim() >= 2 and "tok_embeddings" not in name and not name.endswith("pkm.keys"):
             decay.append(p)
@@ -82,12 +83,28 @@ def param_groups(model, lr: float, values_lr: float, wd: float):
             {"params": values, "weight_decay": 0.0, "lr": values_lr, "base_lr": values_lr}]
 
 
+def read_config(path, query_batchnorm: bool):
+    """(config, what best.pt stores of it): a version 2 config.json as such, or version 1 overrides
+    as the ModelConfig fields that older checkpoints hold (their pkm_query_batchnorm included)."""
+    raw = json.loads(path.read_text()) if path else {}
+    if raw.get("format_version") == 2:
+        cfg = Config.from_json(raw)
+        set_query_batchnorm(cfg, query_batchnorm)
+        return cfg, {**cfg.to_json(), QUERY_BATCHNORM: query_batchnorm}
+    cfg = ModelConfig(**raw)
+    return cfg, dataclasses.asdict(cfg)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     ap.add_argument("--tokenizer", type=Path, default=Path("data/tokenizer.model"))
     ap.add_argument("--out", type=Path, default=Path("data/train"))
-    ap.add_argument("--config", type=Path, help="JSON with ModelConfig overrides")
+    ap.add_argument("--config", type=Path,
+                    help="a format_version 2 config.json (any family), or JSON with version 1 ModelConfig overrides")
+    ap.add_argument("--query-batchnorm", action="store_true",
+                    help="with a version 2 --config: a BatchNorm on each memory query that has a bias "
+                         "(folded at export; version 1 configs say it in pkm_query_batchnorm)")
     ap.add_argument("--minutes", type=float, default=95.0, help="wall-clock budget")
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
@@ -106,7 +123,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = ModelConfig(**(json.loads(args.config.read_text()) if args.config else {}))
+    cfg, saved_config = read_config(args.config, args.query_batchnorm)
     streams = load_streams(args, cfg)
     train, heldout = streams["train"], streams["heldout"]
     print(f"train: {len(train)} train tokens, {len(heldout)} held-out tokens", flush=True)
@@ -127,7 +144,7 @@ def main():
         starts = torch.randint(0, len(train) - args.seq_len - 1, (args.batch,), generator=gen)
         x = torch.stack([train[s:s + args.seq_len + 1] for s in starts.tolist()])
         logits = model(x[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, model.cfg.vocab_size), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -149,7 +166,7 @@ def main():
                 stale += 1
             if nll < best:
                 best = nll
-                torch.save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "step": step,
+                torch.save({"config": saved_config, "model": model.state_dict(), "step": step,
                             "tokens": seen, "seconds": rec["seconds"], "args": {k: str(v) for k, v in vars(args).items()}},
                            args.out / "best.pt")
             if stale >= args.patience:
