@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
@@ -99,12 +100,16 @@ TEST_P(FamilyTest, LogitsAndSlotIdsMatchTheReference) {
       max_diff = std::max(max_diff, std::abs(double(step.logits[i]) - ref[i]));
       max_ref = std::max(max_ref, std::abs(double(ref[i])));
     }
+    std::printf("%s %s: %zu positions, max |diff| %.3g, relative %.3g\n", GetParam().c_str(),
+                name.c_str(), tokens.size(), max_diff, max_diff / max_ref);
     EXPECT_LT(max_diff / max_ref, 1e-4) << GetParam() << " " << name << ": max |diff| " << max_diff;
     for (size_t m = 0; m < c.memories.size(); ++m) {
       const MemorySpec& mem = c.memories[m];
       const std::string key = name + ".layer" + std::to_string(mem.layer) + "." +
                               std::string(Name(mem.placement)) + ".pkm_ids";
-      EXPECT_EQ(step.pkm_ids[m], Ints(key)) << GetParam() << " " << key;
+      const std::vector<int32_t> want = Ints(key);
+      EXPECT_EQ(want.size(), tokens.size() * mem.heads * mem.knn) << key;
+      EXPECT_EQ(step.pkm_ids[m], want) << GetParam() << " " << key;
     }
     engine->Release(s);
   }
@@ -148,8 +153,8 @@ TEST_P(FamilyTest, ChunkedPrefillAndBatchingChangeNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Committed, FamilyTest, ::testing::ValuesIn(FamilyNames()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param;
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
                            for (char& ch : name) {
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            }
