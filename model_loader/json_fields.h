@@ -36,6 +36,8 @@ class JsonFields {
   Status Choice(std::string_view name, std::initializer_list<std::pair<std::string_view, E>> choices,
                 E* out, bool required = true);
 
+  // Whether the object has the field (counts as read).
+  bool Has(std::string_view name) { return Find(name) != nullptr; }
   // kInvalidArgument for the fields never read ("unknown field 'nrom'").
   Status Finish() const;
   // "config.json: field 'memories[1].knn': <what>".

@@ -8,6 +8,7 @@
 #include "model_loader/file_util.h"
 #include "model_loader/json_fields.h"
 #include "model_loader/model_config_versions.h"
+#include "model_loader/tensor_specs.h"
 
 namespace pkm {
 namespace {
@@ -265,6 +266,15 @@ Status ValidateModelConfig(const ModelConfig& c, std::string_view path) {
         "expected \"float32\", \"float16\" or \"bfloat16\", found \"" + c.dtype + "\"");
   }
   for (size_t i = 0; i < c.memories.size(); ++i) PKM_RETURN_IF_ERROR(CheckMemory(c, i, path));
+  if (const std::string clash = ValueTableNameClash(c); !clash.empty()) {
+    for (size_t i = 0; i < c.memories.size(); ++i) {
+      if (c.memories[i].values == clash) {
+        return FieldError(path, "memories[" + std::to_string(i) + "].values",
+                          "'" + clash + "' is the name of another tensor of this model; "
+                          "name the value table something else (e.g. value_tables.shared)");
+      }
+    }
+  }
   return OkStatus();
 }
 

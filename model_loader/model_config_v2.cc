@@ -72,11 +72,24 @@ Status ReadMemory(JsonFields& f, const std::string& model_dtype, MemorySpec* m) 
   PKM_RETURN_IF_ERROR(f.Choice<QueryNorm>(
       "query_norm", {{"none", QueryNorm::kNone}, {"layernorm", QueryNorm::kLayerNorm}},
       &m->query_norm));
-  PKM_RETURN_IF_ERROR(f.OptionalNumber("query_norm_eps", &m->query_norm_eps));
+  // Options of one variant are refused on another: a setting that would change nothing is a
+  // mistake in the file.
+  if (m->query_norm == QueryNorm::kLayerNorm) {
+    PKM_RETURN_IF_ERROR(f.OptionalNumber("query_norm_eps", &m->query_norm_eps));
+    if (!(m->query_norm_eps > 0)) {
+      return f.Error("query_norm_eps", "expected a number > 0, found " + std::to_string(m->query_norm_eps));
+    }
+  } else if (f.Has("query_norm_eps")) {
+    return f.Error("query_norm_eps", "allowed only when query_norm is \"layernorm\"");
+  }
   PKM_RETURN_IF_ERROR(f.Choice<MemoryOutput>(
       "output", {{"sum", MemoryOutput::kSum}, {"memory_plus", MemoryOutput::kMemoryPlus}},
       &m->output));
-  PKM_RETURN_IF_ERROR(f.OptionalBool("output_bias", &m->output_bias));
+  if (m->output == MemoryOutput::kMemoryPlus) {
+    PKM_RETURN_IF_ERROR(f.Bool("output_bias", &m->output_bias));
+  } else if (f.Has("output_bias")) {
+    return f.Error("output_bias", "allowed only when output is \"memory_plus\"");
+  }
   m->values = m->prefix() + "values";
   PKM_RETURN_IF_ERROR(f.OptionalString("values", &m->values));
   m->values_dtype = model_dtype;

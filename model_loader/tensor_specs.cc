@@ -137,4 +137,20 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
   return out.Take();
 }
 
+std::string ValueTableNameClash(const ModelConfig& c) {
+  std::set<std::string> tables;
+  for (const MemorySpec& m : c.memories) tables.insert(m.values);
+  for (const TensorSpec& s : ExpectedTensors(c)) {
+    // A table's own entry has its values_dtype and n_keys² rows; any other with its name clashes.
+    if (tables.count(s.name) == 0) continue;
+    bool is_table = false;
+    for (const MemorySpec& m : c.memories) {
+      is_table |= m.values == s.name && s.shape == std::vector<int64_t>{m.slots(), m.v_dim} &&
+                  s.dtype == m.values_dtype;
+    }
+    if (!is_table) return s.name;
+  }
+  return "";
+}
+
 }  // namespace pkm

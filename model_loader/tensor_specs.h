@@ -25,4 +25,7 @@ struct TensorSpec {
 // shared by several memories appears once, where its first memory is.
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config);
 
+// A memory's `values` name that is also another tensor's ("layers.0.attn.wq.weight"), or "".
+std::string ValueTableNameClash(const ModelConfig& config);
+
 }  // namespace pkm

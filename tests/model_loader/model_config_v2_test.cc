@@ -19,7 +19,7 @@ constexpr char kPath[] = "models/memplus/config.json";
 json MemoryPlusLlama() {
   json memory = {{"placement", "replace"}, {"heads", 2}, {"knn", 2}, {"n_keys", 4},
                  {"k_dim", 8}, {"v_dim", 24}, {"query_bias", true}, {"query_norm", "none"},
-                 {"output", "memory_plus"}, {"values", "value_tables.shared"},
+                 {"output", "memory_plus"}, {"output_bias", true}, {"values", "value_tables.shared"},
                  {"values_dtype", "bfloat16"}};
   json first = memory, second = memory;
   first["layer"] = 0;
@@ -59,7 +59,7 @@ TEST(ModelConfigV2, ReadsEveryPart) {
   ASSERT_EQ(c->memories.size(), 2u);
   EXPECT_EQ(c->memories[1].layer, 2);
   EXPECT_EQ(c->memories[1].output, MemoryOutput::kMemoryPlus);
-  EXPECT_TRUE(c->memories[1].output_bias);  // the default
+  EXPECT_TRUE(c->memories[1].output_bias);
   EXPECT_EQ(c->memories[1].values_dtype, "bfloat16");
   EXPECT_FALSE(c->HasFfn(0));
   EXPECT_TRUE(c->HasFfn(1));
@@ -79,8 +79,19 @@ TEST(ModelConfigV2, RefusalsNameTheFieldPath) {
        {"field 'memories[1].layer'", "already has a memory inside its block (memories[0])"}},
       {[](json& j) { j["memories"][1]["v_dim"] = 32; },
        {"field 'memories[1].values'", "shares table 'value_tables.shared' with memories[0]"}},
-      {[](json& j) { j["memories"][0]["output"] = "sum"; },
+      {[](json& j) {
+         j["memories"][0]["output"] = "sum";
+         j["memories"][0].erase("output_bias");
+       },
        {"field 'memories[0].v_dim'", "expected d_model=16"}},
+      {[](json& j) { j["memories"][0]["output"] = "sum"; },
+       {"field 'memories[0].output_bias'", "only when output is \"memory_plus\""}},
+      {[](json& j) { j["memories"][0].erase("output_bias"); },
+       {"field 'memories[0].output_bias'", "missing"}},
+      {[](json& j) { j["memories"][0]["query_norm_eps"] = 1e-6; },
+       {"field 'memories[0].query_norm_eps'", "only when query_norm is \"layernorm\""}},
+      {[](json& j) { j["memories"][0]["values"] = "layers.1.attn.wq.weight"; },
+       {"field 'memories[0].values'", "the name of another tensor"}},
       {[](json& j) { j["positions"] = {{"kind", "learned"}, {"max_positions", 32}}; },
        {"field 'positions.max_positions'", "at least max_seq_len=64"}},
       {[](json& j) { j["memories"][0]["values_dtype"] = "int8"; },
@@ -135,6 +146,7 @@ TEST(ModelConfigV2, TensorsOfAnXlmStyleModel) {
     j["memories"][1]["placement"] = "after";
     j["memories"][1]["layer"] = 0;
     j["memories"][1]["output"] = "sum";
+    j["memories"][1].erase("output_bias");
     j["memories"][1]["v_dim"] = 16;
     j["memories"][1]["query_norm"] = "layernorm";
     j["memories"][1].erase("values");
