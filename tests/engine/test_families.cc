@@ -2,6 +2,8 @@
 // training/families.py from tiny random-weight models of the PyTorch reference): the C++
 // engine's logits at every position within 1e-4 of the reference (relative to the largest
 // |logit|), every memory's slot ids identical, and batch invariance and chunked prefill kept.
+// Built twice: on the CPU backend, and on the CUDA backend built on HIP-CPU (PKM_CUDA_PLUGIN,
+// test_families_cuda_emu), so every CUDA twin of the family ops runs a whole model too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "engine/scoring.h"
 #include "model_loader/dtype.h"
@@ -48,7 +51,14 @@ class FamilyTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<Engine> MakeEngine(EngineOptions options = {}) {
+#ifdef PKM_CUDA_PLUGIN
+    StatusOr<std::unique_ptr<Backend>> backend = LoadCudaBackend(PKM_CUDA_PLUGIN, 0, nullptr);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    if (!backend.ok()) return nullptr;
+    auto engine = Engine::Create(*model_, std::move(*backend), options);
+#else
     auto engine = Engine::Create(*model_, MakeCpuBackend(2), options);
+#endif
     EXPECT_TRUE(engine.ok()) << engine.status();
     return engine.ok() ? std::move(*engine) : nullptr;
   }
