@@ -9,7 +9,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DPKMSERVE_WERROR=ON
 endif
 
-.PHONY: setup setup-serve build build-serve test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden model clean
+.PHONY: setup setup-serve build build-serve test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden families model clean
 
 # Two package sets (scripts/setup.sh): serving needs a compiler and the server's libraries;
 # testing, training and the benchmarks add GoogleTest, torch, Prometheus and Chromium.
@@ -79,6 +79,10 @@ export:
 
 golden:
 	$(PY) -m training.golden --model $(MODEL) --out tests/data/golden
+
+# Tiny random-weight models of every format 2 option, with their goldens (docs/training.md).
+families:
+	$(PY) -m training.families --out tests/data/families
 
 model: train export golden
 

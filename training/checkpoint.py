@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from training import safetensors_io
-from training.config import Config, ConfigError
+from training.config import Config
 from training.model import TORCH_DTYPES, PKMTransformer
 
 DTYPE_NAMES = TORCH_DTYPES
@@ -26,7 +26,7 @@ def load_model(model_dir: Path) -> PKMTransformer:
     model_dir = Path(model_dir)
     try:
         cfg = Config.from_json(json.loads((model_dir / "config.json").read_text()))
-    except ConfigError as e:
+    except ValueError as e:  # ConfigError, or a version 1 field error
         raise ValueError(f"{model_dir}/config.json: {e}") from e
     tensors = safetensors_io.load(model_dir / "model.safetensors")
     model = PKMTransformer(cfg)

@@ -243,7 +243,7 @@ class Config:
         _need(d.get("architecture") == ARCHITECTURE, "architecture",
               f"expected {ARCHITECTURE!r}, found {d.get('architecture')!r}")
         body = {k: v for k, v in d.items() if k not in ("format_version", "architecture")}
-        return _read(cls, body, "", optional={"embedding_norm", "final_norm"})
+        return _read(cls, body, "")
 
 
 def _memory_json(m: Memory) -> dict:
@@ -257,12 +257,13 @@ def _memory_json(m: Memory) -> dict:
 
 
 # Fields a JSON object may omit, per dataclass (the doc's defaults); all others are required.
-_OPTIONAL = {Memory: {"query_norm_eps", "output_bias", "values", "values_dtype"},
-             Positions: {"theta", "max_positions"}}
+_OPTIONAL = {Config: {"embedding_norm", "final_norm"},
+             Memory: {"query_norm_eps", "output_bias", "values", "values_dtype"},
+             Positions: {"theta", "max_positions"}}  # which of these two belongs is checked by kind
 _TRAINING_ONLY = {Memory: {"query_batchnorm"}}
 
 
-def _read(cls, d, path: str, optional=frozenset()):
+def _read(cls, d, path: str):
     """Builds dataclass cls from JSON object d, checking names and types; nested objects recurse."""
     where = path or "config"
     _need(isinstance(d, dict), where, f"expected an object, found {type(d).__name__}")
@@ -270,7 +271,7 @@ def _read(cls, d, path: str, optional=frozenset()):
     prefix = f"{path}." if path else ""
     for name in d:
         _need(name in fields, prefix + name, f"unknown field (known: {sorted(fields)})")
-    optional = set(optional) | _OPTIONAL.get(cls, set())
+    optional = _OPTIONAL.get(cls, set())
     for name in fields:
         _need(name in d or name in optional, prefix + name, "missing")
     kwargs = {}

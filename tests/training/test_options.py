@@ -1,11 +1,15 @@
 """Each format 2 option of the reference model against a computation written out here."""
+import copy
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from training.config import FFN, Attention, Memory, Norm, Positions
+from training import safetensors_io
+from training.checkpoint import load_model
+from training.config import FFN, Attention, LMHead, Memory, Positions
+from training.export import export
 from training.families import FAMILIES, _config, build
 from training.model import Attention as AttentionModule
 from training.model import FeedForward, Norm as NormModule, PKMTransformer, apply_rope, rope_tables
@@ -158,7 +162,6 @@ def test_learned_positions_and_embedding_norm():
 @pytest.mark.parametrize("final_norm", [True, False])
 @pytest.mark.parametrize("tied,bias", [(True, False), (True, True), (False, True), (False, False)])
 def test_head_final_norm_tying_and_bias(final_norm, tied, bias):
-    from training.config import LMHead
     model = tiny(final_norm=final_norm, lm_head=LMHead(tied, bias))
     seen = []
     model.layers[-1].register_forward_hook(lambda _, __, out: seen.append(out))
@@ -294,9 +297,6 @@ def shared_model():
 
 
 def test_shared_table_is_one_parameter_stored_once(tmp_path):
-    from training import safetensors_io
-    from training.checkpoint import load_model
-    from training.export import export
     model = shared_model()
     table = model.layers[0].pkm.values
     assert model.layers[2].pkm.values is table and model.layers[1].pkm_after.values is not table
@@ -315,7 +315,6 @@ def test_shared_table_is_one_parameter_stored_once(tmp_path):
 
 def test_shared_table_gets_both_memories_gradients():
     """The shared table's gradient is the sum of the gradients two separate copies would get."""
-    import copy
     shared = shared_model()
     split = copy.deepcopy(shared)
     split.layers[2].pkm.values = torch.nn.Parameter(split.layers[0].pkm.values.detach().clone())
