@@ -27,6 +27,11 @@ MUTATIONS = {
     "wrong-warp-reduction": ("pkm_select.cu",
                              "for (int offset = 16; offset > 0; offset /= 2) {",
                              "for (int offset = 8; offset > 0; offset /= 2) {"),
+    # Grouped-query attention reading the wrong kv head (interleaved instead of grouped): the
+    # same as the right one when kv_heads == heads or 1, so only GQA shapes can catch it.
+    "wrong-kv-head": ("ops.cu",
+                      "const int kvh = h / (heads / kv_heads);",
+                      "const int kvh = h % kv_heads;"),
     # Loads without the bounds guard: lanes past the row's end read beyond it (and past the end
     # of the value table for its last rows). Only an AddressSanitizer build sees it: those lanes
     # never write.
