@@ -75,7 +75,16 @@ def test_info_health_tokenize(binaries, server):
     j = json.loads(info.stdout)
     assert j["name"] == "pkm-small" and j["max_seq_len"] == 256
     assert j["pkm_layers"][0]["slots"] == j["pkm_layers"][0]["n_keys"] ** 2
-    assert "memory      layer 4" in pkm(binaries, "info", "--server", server).stdout
+    # The family and each memory's variant (the bundled model: format 1, read as format 2).
+    assert (j["family"], j["norm"], j["block"], j["positions"], j["ffn"]) == \
+        ("pkmserve", "layernorm", "pre_norm", "rope", "gelu")
+    assert j["n_kv_heads"] == j["n_heads"] and j["head_dim"] * j["n_heads"] == j["d_model"]
+    memory = j["pkm_layers"][0]
+    assert (memory["mode"], memory["query_norm"], memory["output"], memory["values"]) == \
+        ("replace", "none", "sum", "layers.4.pkm.values")
+    text = pkm(binaries, "info", "--server", server).stdout
+    assert "family      pkmserve: layernorm pre_norm, rope positions, gelu FFN 1024" in text
+    assert "memory      layer 4 (replace)" in text and "output sum" in text
     health = pkm(binaries, "health", "--server", server)
     assert health.returncode == 0 and health.stdout.strip().endswith("SERVING")
     tok = pkm(binaries, "tokenize", "--server", server, "--json", "Hello world")
