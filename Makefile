@@ -37,8 +37,9 @@ test-cpp:
 # The loader reads untrusted files, the engine indexes by ids, the scheduler shares state and
 # the CUDA kernels (on HIP-CPU) index shared and device memory by hand:
 # they run again under ASan + UBSan.
-ASAN_TESTS := dtype_test model_config_test safetensors_test model_loader_test bundled_model_test test_engine \
-  test_pkm_usage test_scheduler kernels_cuda_emu_test
+ASAN_TESTS := dtype_test model_config_test model_config_v2_test safetensors_test model_loader_test \
+  bundled_model_test test_engine test_families test_pkm_usage test_scheduler kernels_cuda_emu_test \
+  test_backend_ops_emu test_families_cuda_emu
 test-asan:
 	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
 	  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=OFF $(CMAKE_FLAGS) >/dev/null

@@ -36,6 +36,7 @@
 #include "bench/load.h"
 #include "engine/engine.h"
 #include "engine/pkm_usage.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "server/grpc_server.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
@@ -71,7 +72,7 @@ Result RunServer(const Setup& setup, const std::vector<Job>& jobs, int concurren
         .kv_cache_bytes = static_cast<double>((*engine)->kv_cache_bytes()),
         .queue_capacity = options.max_queue,
         .device = "cpu",
-        .pkm_layers = setup.model->config().memory_layers()});
+        .memory_labels = setup.model->config().memory_labels()});
     options.observer = metrics.get();
   }
   scheduler = std::make_unique<Scheduler>(engine->get(), setup.tokenizer, options);
@@ -120,7 +121,7 @@ std::pair<double, double> DecodeSteps(const Setup& setup, int batch, int blocks,
     engines[on] = std::move(*e);
   }
   ServerMetrics metrics({.model = "bench", .stats = [] { return SchedulerStats{}; },
-                         .pkm_layers = c.memory_layers()});
+                         .memory_labels = c.memory_labels()});
   const int prompt = 16;
   const std::vector<int32_t> prompt_tokens(prompt, 5), one_token(1, 7);
   std::vector<double> per_step[2];
@@ -196,7 +197,7 @@ double MetricsWorkPerStep(const Setup& setup, int batch, int refresh) {
     for (int t = 0; t < setup.window; t += batch) windows.back().Add(ids.data(), weights.data(), batch);
   }
   ServerMetrics metrics({.model = "bench", .stats = [] { return SchedulerStats{}; },
-                         .pkm_layers = c.memory_layers()});
+                         .memory_labels = c.memory_labels()});
   const std::vector<double> lookup_seconds(c.memory_layers().size(), 1e-4);
   const int iterations = 20 * refresh;
   const auto start = Clock::now();

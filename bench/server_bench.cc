@@ -28,6 +28,7 @@
 #include "bench/flags.h"
 #include "bench/load.h"
 #include "engine/engine.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "server/grpc_server.h"
 #include "server/inference_service.h"
 #include "server/scheduler.h"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "kernels/cuda/backend/cuda_backend_plugin.h"
 
 namespace pkm {

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "common/status.h"
-#include "engine/backend.h"
+#include "kernels/backend.h"
 
 namespace pkm {
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/backend.h"
+#include "kernels/backend.h"
 #include "engine/kv_cache.h"
 #include "engine/model_weights.h"
 #include "engine/pkm_usage.h"

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "engine/backend.h"
+#include "kernels/backend.h"
 #include "engine/model_weights.h"
 #include "model_loader/model_config.h"
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/backend.h"
+#include "kernels/backend.h"
 #include "model_loader/model_loader.h"
 
 namespace pkm {

@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "engine/generation.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/tokenizer.h"
 #include "model_loader/tokenizer_sentencepiece.h"

@@ -143,6 +143,15 @@ std::vector<int> ModelConfig::memory_layers() const {
   return layers;
 }
 
+std::vector<std::string> ModelConfig::memory_labels() const {
+  std::vector<std::string> labels;
+  for (const MemorySpec& m : memories) {
+    labels.push_back(std::to_string(m.layer) +
+                     (m.placement == MemoryPlacement::kAfter ? "_after" : ""));
+  }
+  return labels;
+}
+
 bool ModelConfig::HasFfn(int layer) const {
   const MemorySpec* m = BlockMemory(layer);
   return m == nullptr || m->placement != MemoryPlacement::kReplace;

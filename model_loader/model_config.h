@@ -119,6 +119,9 @@ struct ModelConfig {
   // Each memory's block index, in memories order (the order of per-memory engine outputs
   // and metrics).
   std::vector<int> memory_layers() const;
+  // Each memory's name in metrics, in memories order: "4", or "4_after" after block 4 (a
+  // block may hold one memory and have another after it).
+  std::vector<std::string> memory_labels() const;
   // Every block has an FFN but one whose memory replaces it.
   bool HasFfn(int layer) const;
   // The storage type of every tensor but value tables. Aborts when `dtype` is invalid.

@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
         .kv_cache_bytes = static_cast<double>((*engine)->kv_cache_bytes()),
         .queue_capacity = settings->scheduler.max_queue,
         .device = settings->device,
-        .pkm_layers = model->config().memory_layers()});
+        .memory_labels = model->config().memory_labels()});
     metrics->SetBuildInfo(pkm::ProjectVersion(), pkm::GitCommit(), pkm::BuildType());
     scheduler_options.observer = metrics.get();
   }

@@ -98,8 +98,8 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
                      .Name("pkmserve_pkm_usage_window_tokens")
                      .Help("Tokens in a memory layer's usage window.")
                      .Register(*registry_);
-  for (int layer : setup.pkm_layers) {
-    const prometheus::Labels l = {{"model", model_}, {"layer", std::to_string(layer)}};
+  for (const std::string& layer : setup.memory_labels) {
+    const prometheus::Labels l = {{"model", model_}, {"layer", layer}};
     pkm_.push_back({&lookup.Add(l, LookupBuckets()), &coverage.Add(l), &kl.Add(l), &window.Add(l)});
   }
   success_ = &prometheus::BuildCounter()

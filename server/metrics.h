@@ -36,7 +36,8 @@ struct MetricsSetup {
   double kv_cache_bytes = 0;
   int queue_capacity = 0;                 // the admission queue's bound (--max-queue)
   std::string device = "cpu";             // the `device` label of the device memory gauges
-  std::vector<int> pkm_layers;            // the model's memory layers (the `layer` label)
+  // The model's memories, the `layer` label: "4", or "4_after" for a memory after block 4.
+  std::vector<std::string> memory_labels;
 };
 
 class ServerMetrics final : public prometheus::Collectable, public SchedulerObserver {
@@ -64,7 +65,7 @@ class ServerMetrics final : public prometheus::Collectable, public SchedulerObse
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  // The series of one memory layer, in pkm_layers order.
+  // The series of one memory, in memory_labels order.
   struct PkmLayerSeries {
     prometheus::Histogram* lookup_seconds;
     prometheus::Gauge* coverage;

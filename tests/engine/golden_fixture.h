@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "model_loader/dtype.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/safetensors.h"

@@ -18,8 +18,9 @@
 #include <tuple>
 #include <vector>
 
-#include "engine/backend.h"
 #include "engine/backend_loader.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cuda/backend/cuda_backend_plugin.h"
 

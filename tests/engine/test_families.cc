@@ -19,6 +19,7 @@
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "engine/scoring.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "model_loader/dtype.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/safetensors.h"

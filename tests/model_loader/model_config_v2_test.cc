@@ -154,6 +154,7 @@ TEST(ModelConfigV2, TensorsOfAnXlmStyleModel) {
   });
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_NE(c->AfterMemory(0), nullptr);
+  EXPECT_EQ(c->memory_labels(), (std::vector<std::string>{"0", "0_after"}));
   std::vector<std::string> names;
   for (const TensorSpec& s : ExpectedTensors(*c)) names.push_back(s.name);
   for (const char* want : {"pos_embeddings.weight", "emb_norm.bias", "lm_head.bias",

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/tokenizer_sentencepiece.h"
 

@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,41 @@ def test_greedy_text_equals_the_cpu_backends(binaries, servers):
                    "--ignore-eos", "The sea")
             for d, a in servers.items()}
     assert text["cuda"].strip() and text["cuda"] == text["cpu"]
+
+
+def refused_by_cuda(out):
+    """A random-weight model that the CUDA PKM lookup refuses (v_dim 30: its 16-byte value
+    loads need a multiple of 4), with the bundled tokenizer so that it serves text."""
+    import torch
+    from training.config import FFN, Attention, Config, LMHead, Memory, Norm, Positions
+    from training.export import export
+    from training.model import PKMTransformer
+    torch.manual_seed(0)
+    cfg = Config(vocab_size=8000, d_model=30, n_layers=2, max_seq_len=64, bos_id=1, eos_id=2,
+                 family="pkmserve", dtype="float32", norm=Norm("layernorm", 1e-5, True),
+                 positions=Positions("rope", theta=10000.0), attention=Attention(3, 3, 10, True),
+                 ffn=FFN("gelu", 64, True), lm_head=LMHead(True, False),
+                 memories=[Memory(layer=1, placement="replace", heads=2, knn=4, n_keys=8, k_dim=8,
+                                  v_dim=30, query_bias=True)])
+    export(PKMTransformer(cfg).eval(), Path("models/pkm-small/tokenizer.model"), out)
+    return out
+
+
+def test_auto_falls_back_to_the_cpu_when_cuda_refuses_a_part(request, binaries, tmp_path):
+    model = refused_by_cuda(tmp_path / "v30")
+    env = {**os.environ, "PKMSERVE_CUDA_PLUGIN": request.config.getoption("--cuda-plugin")}
+    must = subprocess.run([binaries[0], "--device", "cuda", "--model", str(model), "--check"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert must.returncode != 0
+    assert "cannot run the memory of layer 1 (replace)" in must.stderr, must.stderr
+    assert "pkm_v_dim must be a multiple of 4" in must.stderr, must.stderr
+    proc, address, _ = start_server(binaries[0], "--device", "auto", "--model", str(model),
+                                    "--threads", "2", "--kv-cache-bytes", "8M", env=env)
+    try:
+        log = "".join(proc.log_lines)
+        assert "--device=auto: the cuda" in log and "serving on the CPU" in log, log
+        assert json.loads(pkm(binaries, "info", "--server", address, "--json"))["device"] == "cpu"
+        pkm(binaries, "generate", "--server", address, "--max-tokens", "3", "x")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0

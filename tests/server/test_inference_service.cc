@@ -504,7 +504,7 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
                          .weight_bytes = 1.0,
                          .kv_cache_bytes = 2.0,
                          .queue_capacity = 7,
-                         .pkm_layers = model_->config().memory_layers()});
+                         .memory_labels = model_->config().memory_labels()});
   ServiceConfig config;
   config.metrics = &metrics;
   // Usage is reported when the engine goes idle, so the last step's is in the gauges.

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <string>
 
-#include "engine/backend.h"
+#include "kernels/backend.h"
 #include "kernels/cuda/backend/cuda_backend_plugin.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pkm_lookup.h"

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/backend.h"
+#include "kernels/cpu/backend/cpu_backend.h"
 
 namespace pkm {
 namespace {

@@ -121,7 +121,4 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// The CPU backend (kernels/cpu), using `threads` threads for the ops that are multithreaded.
-std::unique_ptr<Backend> MakeCpuBackend(int threads);
-
 }  // namespace pkm
