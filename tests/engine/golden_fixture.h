@@ -4,16 +4,15 @@
 
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/engine.h"
 #include "kernels/cpu/backend/cpu_backend.h"
-#include "model_loader/dtype.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/safetensors.h"
+#include "tests/engine/golden_reader.h"
 
 namespace pkm {
 
@@ -42,26 +41,12 @@ class EngineTest : public ::testing::Test {
   }
 
   static std::vector<int32_t> GoldenInts(const std::string& name) {
-    const TensorView* t = golden_->Find(name);
-    EXPECT_NE(t, nullptr) << name;
-    if (t == nullptr) return {};
-    std::vector<int32_t> v(t->numel());
-    std::memcpy(v.data(), t->data, t->nbytes);
-    return v;
+    return testing::GoldenInts(*golden_, name);
   }
   static std::vector<float> GoldenFloats(const std::string& name) {
-    const TensorView* t = golden_->Find(name);
-    EXPECT_NE(t, nullptr) << name;
-    if (t == nullptr) return {};
-    std::vector<float> v(t->numel());
-    ToFloat32(*t, v.data());
-    return v;
+    return testing::GoldenFloats(*golden_, name);
   }
-  static int NumGoldenSequences() {
-    int n = 0;
-    while (golden_->Find("seq" + std::to_string(n) + ".tokens") != nullptr) ++n;
-    return n;
-  }
+  static int NumGoldenSequences() { return testing::GoldenSequences(*golden_); }
 
   static inline LoadedModel* model_ = nullptr;
   static inline SafetensorsFile* golden_ = nullptr;

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cctype>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -20,9 +19,9 @@
 #include "engine/engine.h"
 #include "engine/scoring.h"
 #include "kernels/cpu/backend/cpu_backend.h"
-#include "model_loader/dtype.h"
 #include "model_loader/model_loader.h"
 #include "model_loader/safetensors.h"
+#include "tests/engine/golden_reader.h"
 
 namespace pkm {
 namespace {
@@ -64,26 +63,12 @@ class FamilyTest : public ::testing::TestWithParam<std::string> {
     return engine.ok() ? std::move(*engine) : nullptr;
   }
   std::vector<int32_t> Ints(const std::string& name) const {
-    const TensorView* t = golden_->Find(name);
-    EXPECT_NE(t, nullptr) << name;
-    if (t == nullptr) return {};
-    std::vector<int32_t> v(t->numel());
-    std::memcpy(v.data(), t->data, t->nbytes);
-    return v;
+    return testing::GoldenInts(*golden_, name);
   }
   std::vector<float> Floats(const std::string& name) const {
-    const TensorView* t = golden_->Find(name);
-    EXPECT_NE(t, nullptr) << name;
-    if (t == nullptr) return {};
-    std::vector<float> v(t->numel());
-    ToFloat32(*t, v.data());
-    return v;
+    return testing::GoldenFloats(*golden_, name);
   }
-  int NumSequences() const {
-    int n = 0;
-    while (golden_->Find("seq" + std::to_string(n) + ".tokens") != nullptr) ++n;
-    return n;
-  }
+  int NumSequences() const { return testing::GoldenSequences(*golden_); }
 
   std::unique_ptr<LoadedModel> model_;
   std::unique_ptr<SafetensorsFile> golden_;
