@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cctype>
 #include <filesystem>
 #include <memory>
@@ -26,12 +27,18 @@
 namespace pkm {
 namespace {
 
-constexpr char kFamilies[] = "tests/data/families";
+// The committed families, or the directory in $PKM_FAMILIES_DIR: other tests (the checkpoint
+// converters') write model directories with goldens in the same layout and run this binary on
+// them.
+std::string FamiliesDir() {
+  const char* dir = std::getenv("PKM_FAMILIES_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : "tests/data/families";
+}
 
 std::vector<std::string> FamilyNames() {
   std::vector<std::string> names;
-  if (!std::filesystem::is_directory(kFamilies)) return names;
-  for (const auto& entry : std::filesystem::directory_iterator(kFamilies)) {
+  if (!std::filesystem::is_directory(FamiliesDir())) return names;
+  for (const auto& entry : std::filesystem::directory_iterator(FamiliesDir())) {
     if (entry.is_directory()) names.push_back(entry.path().filename().string());
   }
   std::sort(names.begin(), names.end());
@@ -41,7 +48,7 @@ std::vector<std::string> FamilyNames() {
 class FamilyTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    const std::string dir = std::string(kFamilies) + "/" + GetParam();
+    const std::string dir = FamiliesDir() + "/" + GetParam();
     auto model = LoadModel(dir, {.require_tokenizer = false});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::make_unique<LoadedModel>(std::move(*model));
@@ -74,7 +81,10 @@ class FamilyTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<SafetensorsFile> golden_;
 };
 
-TEST(Families, AtLeastEightAreCommitted) { EXPECT_GE(FamilyNames().size(), 8u); }
+TEST(Families, AtLeastEightAreCommitted) {
+  if (std::getenv("PKM_FAMILIES_DIR") != nullptr) GTEST_SKIP() << "not the committed families";
+  EXPECT_GE(FamilyNames().size(), 8u);
+}
 
 TEST_P(FamilyTest, LogitsAndSlotIdsMatchTheReference) {
   auto engine = MakeEngine({.record_pkm_lookups = true});
