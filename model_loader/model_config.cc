@@ -238,8 +238,9 @@ Status ValidateModelConfig(const ModelConfig& c, std::string_view path) {
                           " (each kv head serves n_heads / n_kv_heads query heads), found " +
                           std::to_string(c.attention.n_kv_heads));
   }
-  if (!std::isfinite(c.norm.eps) || c.norm.eps < 0) {
-    return FieldError(path, "norm.eps", "expected a number >= 0, found " + Str(c.norm.eps));
+  // Format 1 allowed norm_eps = 0 (and its reader names that field); format 2 asks for > 0.
+  if (!std::isfinite(c.norm.eps) || c.norm.eps < 0 || (c.format_version >= 2 && c.norm.eps == 0)) {
+    return FieldError(path, "norm.eps", "expected a number > 0, found " + Str(c.norm.eps));
   }
   if (c.norm.kind == NormKind::kRmsNorm && c.norm.bias) {
     return FieldError(path, "norm.bias", "expected false: rmsnorm has no bias");

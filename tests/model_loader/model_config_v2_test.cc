@@ -72,6 +72,7 @@ TEST(ModelConfigV2, RefusalsNameTheFieldPath) {
       {[](json& j) { j["attention"]["n_kv_heads"] = 3; },
        {"field 'attention.n_kv_heads'", "must divide n_heads=4"}},
       {[](json& j) { j["norm"]["bias"] = true; }, {"field 'norm.bias'", "rmsnorm has no bias"}},
+      {[](json& j) { j["norm"]["eps"] = 0; }, {"field 'norm.eps'", "expected a number > 0"}},
       {[](json& j) { j["ffn"]["kind"] = "geglu"; }, {"field 'ffn.kind'", "\"swiglu\""}},
       {[](json& j) { j["attention"]["nheads"] = 4; }, {"unknown field 'attention.nheads'"}},
       {[](json& j) { j["memories"][0].erase("knn"); }, {"field 'memories[0].knn'", "missing"}},
