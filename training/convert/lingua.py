@@ -48,8 +48,6 @@ def memory_args(model: dict) -> dict:
     args = model.get("productkey_args") or {}
     refuse_if(bool(args.get("peer_variant", False)), "Memory+ peer_variant",
               "PEER experts (one tiny MLP per slot) are not a value table; format 2 reads values")
-    refuse_if(bool(args.get("gating", False) or args.get("mem_gated", False)), "Memory+ gating",
-              "format 2's memory_plus output has no sigmoid gate")
     return args
 
 

@@ -97,8 +97,9 @@ def convert(src: Path, max_seq_len=None):
     t = Tensors(state, str(src), ignored=("num_batches_tracked",))
     refuse_if(t.has("lang_embeddings.weight"), "XLM lang_embeddings (n_langs > 1 with use_lang_emb)",
               "format 2 has no language embeddings")
-    refuse_if(any(k.startswith("pred_layer.") and not k.startswith("pred_layer.proj.") for k in state),
-              "XLM asm (adaptive softmax)", "format 2 has one full-vocabulary LM head")
+    # With asm, pred_layer.proj is an AdaptiveLogSoftmaxWithLoss: head.* and tail.* in place of weight.
+    refuse_if(any(k.startswith("pred_layer.") and k not in ("pred_layer.proj.weight", "pred_layer.proj.bias")
+                  for k in state), "XLM asm (adaptive softmax)", "format 2 has one full-vocabulary LM head")
     emb = t.get("embeddings.weight")
     vocab, d = emb.shape
     pos = t.get("position_embeddings.weight")
