@@ -79,7 +79,7 @@ def _memory(t: Tensors, layer: int, d: int, knn: int, m: Mapping):
     return mem, values
 
 
-def convert(src: Path, bos_id=None, eos_id=None, max_seq_len=None):
+def convert(src: Path, bos_id=None, eos_id=None, max_seq_len=None, knn=None):
     state, params = load(src)
     model = params.get("model", params)
     args = memory_args(model)
@@ -90,7 +90,10 @@ def convert(src: Path, bos_id=None, eos_id=None, max_seq_len=None):
     n_heads = int(model["n_heads"])
     n_kv = int(model.get("n_kv_heads") or n_heads)
     head_dim = int(model.get("head_dim") or d // n_heads)
-    knn = int(args.get("mem_knn", args.get("topk", 32)))
+    knn = knn if knn is not None else args.get("mem_knn")
+    if knn is None:  # no tensor records it
+        raise ValueError(f"{src}: params.json has no model.productkey_args.mem_knn; give --knn")
+    knn = int(knn)
     m = Mapping()
     m.put("embeddings", "tok_embeddings.weight", emb, "tok_embeddings.weight")
     memories, tables, hidden = [], [], None
@@ -156,3 +159,4 @@ def add_arguments(ap):
     ap.add_argument("--bos-id", type=int, help="begin-of-sequence id (default 1, SentencePiece's)")
     ap.add_argument("--eos-id", type=int, help="end-of-sequence id (default 2)")
     ap.add_argument("--max-seq-len", type=int, help="served context (default: params.json's max_seqlen)")
+    ap.add_argument("--knn", type=int, help="slots read per memory head (default: productkey_args.mem_knn)")

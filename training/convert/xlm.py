@@ -86,7 +86,9 @@ def _memory(t: Tensors, prefix: str, layer: int, placement: str, params: dict, d
         mapping.put(group, dest + "query.bias", b, prefix + "query_proj.query_mlps.0.bias")
     mapping.put(group, dest + "keys", keys, prefix + "keys")
     mapping.put(group, dest + "values", values, prefix + "values.weight")
-    knn = int(params.get("mem_knn", 32))
+    if "mem_knn" not in params:  # no tensor records it, and XLM's default changed over time
+        raise ValueError("XLM params: no mem_knn, the slots read per memory head")
+    knn = int(params["mem_knn"])
     return Memory(layer=layer, placement=placement, heads=heads, knn=knn, n_keys=n_keys, k_dim=2 * half,
                   v_dim=values.shape[1], query_bias=b is not None)
 
