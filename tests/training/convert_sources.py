@@ -288,14 +288,15 @@ PKM_LAYER, PKM_HEADS, PKM_KEYS, PKM_DIM_HEAD, PKM_TOPK = 1, 4, 12, 4, 4
 
 def lucidrains_checkpoint(path: Path, layout_path: Path, version="0.3", extra_keys=(), memory_options=None):
     """A host with a PKM replacing block 1's feed-forward under `layers.1.1.fn.`; version '0.3' (LayerNorm
-    queries) or '0.1' (BatchNorm queries). Writes the state_dict to path and the layout JSON."""
+    queries), '0.3bn' (0.3 with use_layernorm=False: a BatchNorm on each sub-query) or '0.1' (a BatchNorm on
+    the whole query). Writes the state_dict to path and the layout JSON."""
     host = LUCIDRAINS_HOST
     d, L, V, P, H = host["d_model"], host["n_layers"], host["vocab_size"], 64, 4
-    w = Weights(3 if version == "0.3" else 4)
+    w = Weights({"0.3": 3, "0.3bn": 5, "0.1": 4}[version])
     w.matrix("token_emb.weight", V, d), w.table("pos_emb.weight", P, d, scale=0.5)
     pkm = f"layers.{PKM_LAYER}.1.fn."
     h, n = PKM_HEADS, PKM_KEYS
-    dh = PKM_DIM_HEAD if version == "0.3" else 2 * PKM_DIM_HEAD  # 0.1's dim_head is twice 0.2's
+    dh = 2 * PKM_DIM_HEAD if version == "0.1" else PKM_DIM_HEAD  # 0.1's dim_head is twice 0.2's
     for i in range(L):
         p = f"layers.{i}."
         for x in ("to_q", "to_k", "to_v", "to_out"):
@@ -305,9 +306,12 @@ def lucidrains_checkpoint(path: Path, layout_path: Path, version="0.3", extra_ke
         if i != PKM_LAYER:
             w.matrix(p + "1.fn.0.weight", 64, d), w.bias(p + "1.fn.0.bias", 64)
             w.matrix(p + "1.fn.2.weight", d, 64), w.bias(p + "1.fn.2.bias", d)
-    if version == "0.3":
+    if version in ("0.3", "0.3bn"):
         w.matrix(pkm + "to_queries.weight", 2 * h * dh, d)
-        w.norm_weight(pkm + "norm.weight", dh), w.bias(pkm + "norm.bias", dh)
+        if version == "0.3":
+            w.norm_weight(pkm + "norm.weight", dh), w.bias(pkm + "norm.bias", dh)
+        else:
+            w.batchnorm(pkm + "norm.fn.", dh)
         w.table(pkm + "keys", h, n, 2, dh, scale=1 / math.sqrt(dh))
     else:
         w.matrix(pkm + "to_queries.weight", h * dh, d)
@@ -326,13 +330,16 @@ def lucidrains_checkpoint(path: Path, layout_path: Path, version="0.3", extra_ke
     def memory_forward(x, lookups):
         T = x.shape[0]
         q = x @ s[pkm + "to_queries.weight"].t()
+        bn = pkm + "norm.fn."
+        batchnorm = lambda q: (q - s[bn + "running_mean"]) / torch.sqrt(s[bn + "running_var"] + 1e-5) * \
+            s[bn + "weight"] + s[bn + "bias"]
         if version == "0.3":
             q = q.view(T, 2, h, dh)  # half-major: (p h d)
             q = layer_norm(q, s[pkm + "norm.weight"], s[pkm + "norm.bias"], 1e-5)
+        elif version == "0.3bn":
+            q = batchnorm(q.view(T, 2, h, dh))  # one BatchNorm1d(dim_head) over every sub-query
         else:
-            bn = pkm + "norm.fn."
-            q = (q - s[bn + "running_mean"]) / torch.sqrt(s[bn + "running_var"] + 1e-5) * s[bn + "weight"] + s[bn + "bias"]
-            q = q.view(T, 2, h, dh // 2)  # chunk(2) of the query, each half [h][dh/2]
+            q = batchnorm(q).view(T, 2, h, dh // 2)  # chunk(2) of the query, each half [h][dh/2]
         dots = torch.einsum("tphd,hnpd->thpn", q, s[pkm + "keys"])
         return product_keys(dots[:, :, 0], dots[:, :, 1], s[pkm + "values.weight"], PKM_TOPK, lookups)
 
@@ -373,7 +380,7 @@ def build_all(tmp: Path):
     step = tmp / "lingua/checkpoints/0000000010"
     src, fwd = lingua_checkpoint(step)
     out["lingua"] = (tmp / "out/lingua", fwd) + convert(["lingua", step, "--out", tmp / "out/lingua"])
-    for version in ("0.3", "0.1"):
+    for version in ("0.3", "0.3bn", "0.1"):
         name = f"lucidrains_{version.replace('.', '')}"
         src, fwd = lucidrains_checkpoint(tmp / f"{name}.pt", tmp / f"{name}.json", version)
         out[name] = (tmp / f"out/{name}", fwd) + convert(

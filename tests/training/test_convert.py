@@ -24,7 +24,7 @@ def converted(tmp_path_factory):
     return cs.build_all(tmp_path_factory.mktemp("convert"))
 
 
-@pytest.mark.parametrize("name", ["xlm", "lingua", "lucidrains_03", "lucidrains_01"])
+@pytest.mark.parametrize("name", ["xlm", "lingua", "lucidrains_03", "lucidrains_03bn", "lucidrains_01"])
 def test_reference_model_on_the_converted_directory_matches_the_source(converted, name):
     out, forward, _, _ = converted[name]
     model = load_model(out)
@@ -104,6 +104,7 @@ def test_lingua_reads_params_json_from_the_step_directory_only(tmp_path):
 
 
 @pytest.mark.parametrize("name,query_norm,query_bias", [("lucidrains_03", "layernorm", False),
+                                                        ("lucidrains_03bn", "none", True),
                                                         ("lucidrains_01", "none", True)])
 def test_lucidrains_versions_map_their_query_norm(converted, name, query_norm, query_bias):
     cfg = json.loads((converted[name][0] / "config.json").read_text())

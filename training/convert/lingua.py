@@ -51,11 +51,14 @@ def memory_args(model: dict) -> dict:
     return args
 
 
-def _memory(t: Tensors, layer: int, d: int, knn: int, m: Mapping):
+def _memory(t: Tensors, layer: int, d: int, knn: int, m: Mapping, shared_values=None):
     p = f"layers.{layer}.feed_forward."
     refuse_if(any(k.startswith(p + "gating.") for k in t.state), "Memory+ gating",
               f"{p}gating.* scales the output by sigmoid(gating(x)); format 2's memory_plus output has no gate")
-    values = t.get(p + "values.weight")
+    # A shared table may be saved under one memory layer only: then the others read that one.
+    values = t.get(p + "values.weight") if t.has(p + "values.weight") else shared_values
+    if values is None:
+        raise ValueError(f"{t.source}: tensor {p + 'values.weight'!r} is missing and no other memory layer has one")
     n_keys = math.isqrt(values.shape[0])
     refuse_if(n_keys * n_keys != values.shape[0], f"{p}values.weight rows {values.shape[0]}", "not a square n_keys²")
     keys = t.get(p + "keys")
@@ -109,7 +112,7 @@ def convert(src: Path, bos_id=None, eos_id=None, max_seq_len=None, knn=None):
         m.put(group, f"{p}attn_norm.weight", t.get(f"{p}attention_norm.weight"), f"{p}attention_norm.weight")
         m.put(group, f"{p}ffn_norm.weight", t.get(f"{p}ffn_norm.weight"), f"{p}ffn_norm.weight")
         if t.has(f"{p}feed_forward.keys"):
-            mem, values = _memory(t, i, d, knn, m)
+            mem, values = _memory(t, i, d, knn, m, first_table(state))
             memories.append(mem)
             tables.append((f"{p}feed_forward.values.weight", values))
         else:
@@ -137,12 +140,18 @@ def convert(src: Path, bos_id=None, eos_id=None, max_seq_len=None, knn=None):
     return cfg, m
 
 
+def first_table(state):
+    keys = sorted((k for k in state if k.endswith("feed_forward.values.weight")),
+                  key=lambda k: int(k.split(".")[1]))
+    return state[keys[0]] if keys else None
+
+
 def _put_tables(memories, tables, args, m: Mapping):
     """One table when every memory holds the same values (Memory+'s default), stored once; own
     tables when they differ and the config does not claim they are shared."""
     if not tables:
         return
-    same = all(torch.equal(v, tables[0][1]) for _, v in tables[1:])
+    same = all(v is tables[0][1] or torch.equal(v, tables[0][1]) for _, v in tables[1:])
     if same and len(tables) > 1:
         for mem in memories:
             mem.values = SHARED_VALUES

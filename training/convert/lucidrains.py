@@ -16,6 +16,7 @@ Two versions of the module:
            sub-query (format 2 query_norm layernorm), keys [H, n, 2, d]
   <= 0.1.11 to_queries [H·dh, dim] half-major, BatchNorm1d over the whole query `norm.fn.*`
            (folded into the query, which gains a bias), keys [H, n, 2, dh/2]
+  >= 0.2 with use_layernorm=False: BatchNorm1d(d) `norm.fn.*` on each sub-query, folded likewise
 Both become head-major queries and keys [H, 2, n, d]; values [n², dim], output sum.
 """
 import json
@@ -56,7 +57,13 @@ def load(src: Path):
     return strip_prefix(state, "module.")
 
 
+MEMORY_FIELDS = {"prefix", "layer", "placement", "topk", *REFUSED_FLAGS}
+
+
 def _memory(t: Tensors, spec: dict, topk, d: int, m: Mapping) -> Memory:
+    unknown = sorted(set(spec) - MEMORY_FIELDS)
+    if unknown:
+        raise ValueError(f"layout: memory {spec.get('prefix')!r}: unknown fields {unknown} (known: {sorted(MEMORY_FIELDS)})")
     p, layer, placement = spec["prefix"], int(spec["layer"]), spec.get("placement", "replace")
     for suffix, (option, why) in REFUSED_KEYS.items():
         refuse_if(t.has(p + suffix), f"lucidrains {option} ({p}{suffix})", why)
@@ -72,11 +79,20 @@ def _memory(t: Tensors, spec: dict, topk, d: int, m: Mapping) -> Memory:
     values = t.get(p + "values.weight", (n_keys ** 2, d))
     w = t.get(p + "to_queries.weight", (2 * heads * half, d))
     bias, how = None, []
-    if t.has(p + "norm.fn.running_mean"):  # <= 0.1.11: BatchNorm over the whole query
+    if t.has(p + "norm.fn.running_mean"):
+        # A BatchNorm: <= 0.1.11's over the whole query [H·dim_head], or >= 0.2's use_layernorm=False
+        # one over each sub-query [d], the same for every (half, head): tiled, it folds alike.
         bn = {k: t.get(p + "norm.fn." + k) for k in ("weight", "bias", "running_mean", "running_var")}
         t.maybe(p + "norm.fn.num_batches_tracked")
+        width = bn["weight"].shape[0]
+        if width == half:
+            bn = {k: v.repeat(2 * heads) for k, v in bn.items()}
+            how.append(">= 0.2 sub-query BatchNorm tiled over (half, head) and folded into the query Linear")
+        elif width == 2 * heads * half:
+            how.append("<= 0.1.11: query BatchNorm folded into the query Linear")
+        else:
+            raise ValueError(f"{p}norm.fn.weight has {width} channels, expected {half} or {2 * heads * half}")
         w, bias = fold_batchnorm(w, None, bn, BN_EPS)
-        how.append("<= 0.1.11: query BatchNorm folded into the query Linear")
         query_norm = "none"
     else:  # >= 0.2: one LayerNorm(dim_head) on every sub-query
         query_norm = "layernorm"

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from training.config import Config
+from training.convert.common import Refused
 from training.export import export
 from training.model import PKMTransformer
 
@@ -73,8 +74,7 @@ def write(cfg: Config, mapping: Mapping, out: Path, tokenizer: Optional[Path] = 
 
 def check_sentencepiece(path: Path):
     """Only SentencePiece files are served today; anything else is refused rather than copied."""
-    from training.convert.common import Refused
-    import sentencepiece as spm
+    import sentencepiece as spm  # here, so that conversions without a tokenizer do not need it
     try:
         spm.SentencePieceProcessor(model_file=str(path))
     except Exception as e:  # sentencepiece raises RuntimeError/OSError for foreign files

@@ -57,6 +57,20 @@ def check_options(params: dict):
               "format 2 always takes the softmax of the scores")
     refuse_if(bool(params.get("asm", False)), "XLM asm (adaptive softmax)",
               "format 2 has one full-vocabulary LM head")
+    # The engine is causal: a model trained only as a masked LM attends both ways.
+    refuse_if(bool(params.get("mlm_steps")) and not params.get("clm_steps"), "XLM mlm_steps without clm_steps",
+              "a masked (bidirectional) LM; format 2 attention is causal")
+
+
+def check_memories(params: dict, state: dict):
+    """The memories params.json lists are those the state_dict holds (encoder or decoder list)."""
+    listed = {(int(layer), where) for layer, where in params.get("mem_enc_positions") or []} | \
+             {(int(layer), where) for layer, where in params.get("mem_dec_positions") or []}
+    found = {(int(k.split(".")[1].split("_")[0]), k.split(".")[1].split("_")[1])
+             for k in state if k.startswith("memories.") and k.endswith(".keys")}
+    if listed and not found <= listed:
+        raise ValueError(f"XLM params: memories {sorted(found - listed)} are in the weights but not in "
+                         f"mem_enc_positions/mem_dec_positions {sorted(listed)}")
 
 
 def _memory(t: Tensors, prefix: str, layer: int, placement: str, params: dict, d: int, mapping: Mapping) -> Memory:
@@ -96,7 +110,10 @@ def _memory(t: Tensors, prefix: str, layer: int, placement: str, params: dict, d
 def convert(src: Path, max_seq_len=None):
     state, params, _ = load(src)
     check_options(params)
+    check_memories(params, state)
     t = Tensors(state, str(src), ignored=("num_batches_tracked",))
+    refuse_if(any(k.startswith("encoder_attn.") for k in state), "XLM decoder (encoder_attn)",
+              "cross-attention to an encoder; format 2 is a decoder-only LM")
     refuse_if(t.has("lang_embeddings.weight"), "XLM lang_embeddings (n_langs > 1 with use_lang_emb)",
               "format 2 has no language embeddings")
     # With asm, pred_layer.proj is an AdaptiveLogSoftmaxWithLoss: head.* and tail.* in place of weight.
@@ -107,6 +124,8 @@ def convert(src: Path, max_seq_len=None):
     pos = t.get("position_embeddings.weight")
     n_layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("attentions."))
     n_heads = int(params["n_heads"])
+    if d % n_heads:
+        raise ValueError(f"XLM params: n_heads={n_heads} does not divide emb_dim={d}")
     m = Mapping()
     m.put("embeddings", "tok_embeddings.weight", emb, "embeddings.weight")
     m.put("embeddings", "pos_embeddings.weight", pos, "position_embeddings.weight")
