@@ -150,3 +150,27 @@ def test_a_tokenizer_that_is_not_sentencepiece_is_refused(tmp_path):
     with pytest.raises(Refused, match="SentencePiece"):
         cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", tmp_path / "codes"])
     assert not (tmp_path / "out").exists()
+
+
+def test_xlm_with_gelu_activation(tmp_path):
+    src, forward = cs.xlm_checkpoint(tmp_path / "xlm.pth", params=cs.xlm_params(gelu_activation=True,
+                                                                                mem_query_batchnorm=False))
+    model, _ = cs.convert(["xlm", src, "--out", tmp_path / "out"])
+    assert model.cfg.ffn.kind == "gelu"
+    tokens = cs.sequences(64)[1]
+    with torch.no_grad():
+        assert (load_model(tmp_path / "out")(tokens.unsqueeze(0))[0] - forward(tokens)).abs().max() < TOL
+
+
+def test_lingua_table_saved_under_one_layer_only(tmp_path):
+    step = tmp_path / "step"
+    _, forward = cs.lingua_checkpoint(step)
+    path = step / "consolidated" / "consolidated.pth"
+    ckpt = torch.load(path)
+    del ckpt["model"]["layers.2.feed_forward.values.weight"]
+    torch.save(ckpt, path)
+    model, _ = cs.convert(["lingua", step, "--out", tmp_path / "out"])
+    assert {m.values_name for m in model.cfg.memories} == {"memory.values"}
+    tokens = cs.sequences(64)[1]
+    with torch.no_grad():
+        assert (load_model(tmp_path / "out")(tokens.unsqueeze(0))[0] - forward(tokens)).abs().max() < TOL

@@ -83,3 +83,13 @@ def test_the_command_exits_2_naming_the_option(tmp_path, root):
                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
     assert run.returncode == 2
     assert "refused" in run.stderr and "mem_shuffle_indices" in run.stderr
+
+
+def test_xlm_masked_lm_only(tmp_path):
+    with pytest.raises(Refused, match="XLM mlm_steps without clm_steps"):
+        cs.convert(_xlm(tmp_path, mlm_steps=[("en", None)], clm_steps=[]))
+
+
+def test_xlm_decoder_with_encoder_attention(tmp_path):
+    with pytest.raises(Refused, match="encoder_attn"):
+        cs.convert(_xlm(tmp_path, extra_state={"module.encoder_attn.0.q_lin.weight": torch.zeros(32, 32)}))
