@@ -93,3 +93,15 @@ def test_xlm_masked_lm_only(tmp_path):
 def test_xlm_decoder_with_encoder_attention(tmp_path):
     with pytest.raises(Refused, match="encoder_attn"):
         cs.convert(_xlm(tmp_path, extra_state={"module.encoder_attn.0.q_lin.weight": torch.zeros(32, 32)}))
+
+
+def test_memory_plus_without_swilu_projection(tmp_path):
+    argv = _lingua(tmp_path)
+    path = tmp_path / "step/consolidated/consolidated.pth"
+    ckpt = torch.load(path)
+    for layer in (0, 2):
+        for p in ("weight", "bias"):
+            del ckpt["model"][f"layers.{layer}.feed_forward.swilu_projection.{p}"]
+    torch.save(ckpt, path)
+    with pytest.raises(Refused, match="Memory\\+ swilu_projection=false"):
+        cs.convert(argv)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from training.config import FFN, Attention, Config, LMHead, Memory, Norm, Positions
-from training.convert.common import Refused, Tensors, interleaved_to_rotate_half, refuse_if
+from training.convert.common import Tensors, interleaved_to_rotate_half, refuse_if
 from training.convert.writer import Mapping
 
 SHARED_VALUES = "memory.values"
@@ -55,6 +55,8 @@ def _memory(t: Tensors, layer: int, d: int, knn: int, m: Mapping, shared_values=
     p = f"layers.{layer}.feed_forward."
     refuse_if(any(k.startswith(p + "gating.") for k in t.state), "Memory+ gating",
               f"{p}gating.* scales the output by sigmoid(gating(x)); format 2's memory_plus output has no gate")
+    refuse_if(not t.has(p + "swilu_projection.weight"), "Memory+ swilu_projection=false",
+              "format 2's memory_plus output always multiplies the bag by silu(swilu(h))")
     # A shared table may be saved under one memory layer only: then the others read that one.
     values = t.get(p + "values.weight") if t.has(p + "values.weight") else shared_values
     if values is None:

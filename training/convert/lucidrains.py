@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from training.config import ARCHITECTURE, FORMAT_VERSION, Config, Memory, _memory_json
-from training.convert.common import Refused, Tensors, fold_batchnorm, half_major_to_head_major, refuse_if, strip_prefix
+from training.convert.common import Tensors, fold_batchnorm, half_major_to_head_major, refuse_if, strip_prefix
 from training.convert.writer import Mapping
 from training.model import PKMTransformer
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from training.config import FFN, Attention, Config, LMHead, Memory, Norm, Positions
-from training.convert.common import Refused, Tensors, as_dict, fold_batchnorm, refuse_if, strip_prefix
+from training.convert.common import Tensors, as_dict, fold_batchnorm, refuse_if, strip_prefix
 from training.convert.writer import Mapping
 
 XLM_EPS = 1e-12
