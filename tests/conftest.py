@@ -9,6 +9,8 @@ def pytest_addoption(parser):
                      help="path of the pkmserve binary")
     parser.addoption("--pkm", default=os.path.join("build", "bin", "pkm"),
                      help="path of the pkm CLI")
+    parser.addoption("--test-families", default=os.path.join("build", "tests", "test_families"),
+                     help="path of the C++ family parity test (tests/engine/test_families.cc)")
 
 
 @pytest.fixture(scope="session")
