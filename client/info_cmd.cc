@@ -44,7 +44,7 @@ int InfoCommand(const std::vector<std::string>& argv) {
         {"family", info.family()}, {"norm", info.norm()}, {"block", info.block()},
         {"positions", info.positions()}, {"ffn", info.ffn()}, {"ffn_hidden", info.ffn_hidden()},
         {"n_kv_heads", info.n_kv_heads()}, {"head_dim", info.head_dim()},
-        {"tied_embeddings", info.tied_embeddings()},
+        {"tied_embeddings", info.tied_embeddings()}, {"tokenizer", info.tokenizer()},
         {"vocab_size", info.vocab_size()}, {"d_model", info.d_model()},
         {"n_layers", info.n_layers()}, {"n_heads", info.n_heads()},
         {"max_seq_len", info.max_seq_len()}, {"bos_id", info.bos_id()},
@@ -81,6 +81,8 @@ int InfoCommand(const std::vector<std::string>& argv) {
               static_cast<long long>(info.parameter_count()), info.weight_dtype().c_str(),
               info.compute_dtype().c_str(), static_cast<double>(info.weight_bytes()) / (1 << 20));
   std::printf("device      %s\n", info.device().c_str());
+  std::printf("tokenizer   %s\n", info.tokenizer() == "none" ? "none: served on token ids only"
+                                                             : info.tokenizer().c_str());
   const auto& l = info.limits();
   std::printf("limits      prompt %u, new tokens %u, batch %u tokens/step, queue %u, KV cache "
               "%u tokens (%.1f MiB)\n",

@@ -24,6 +24,10 @@ class Tokenizer {
   // The piece of one id as stored in the vocabulary ("▁the", "<0x0A>"); "" when out of range.
   virtual std::string IdToPiece(int32_t id) const = 0;
 
+  // False for a model served on token ids only (IdsOnlyTokenizer): nothing to encode text
+  // with, and decoding gives "". The server then refuses text fields, naming the ids field.
+  virtual bool has_text() const { return true; }
+
   virtual int32_t vocab_size() const = 0;
   virtual int32_t bos_id() const = 0;
   virtual int32_t eos_id() const = 0;

@@ -538,6 +538,7 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
       "tokenize", context, request_bytes, response_bytes,
       [this](const v1::TokenizeRequest& request, v1::TokenizeResponse* response,
              RequestOutcome* outcome) {
+        if (!tokenizer_->has_text()) return ToGrpcStatus(TextUnavailable("Tokenize", ""));
         if (!request.has_add_bos() || request.add_bos()) response->add_ids(tokenizer_->bos_id());
         for (int32_t id : tokenizer_->Encode(request.text())) response->add_ids(id);
         for (int32_t id : response->ids()) response->add_pieces(tokenizer_->IdToPiece(id));
@@ -553,6 +554,7 @@ grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerConte
       "detokenize", context, request_bytes, response_bytes,
       [this](const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response,
              RequestOutcome* outcome) {
+        if (!tokenizer_->has_text()) return ToGrpcStatus(TextUnavailable("Detokenize", ""));
         if (Status s = CheckTokenIds(request.ids(), model_config_.vocab_size, "ids"); !s.ok()) {
           return ToGrpcStatus(s);
         }

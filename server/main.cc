@@ -18,6 +18,7 @@
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
+#include "model_loader/ids_only_tokenizer.h"
 #include "model_loader/tokenizer_sentencepiece.h"
 #include <prometheus/exposer.h>
 
@@ -82,10 +83,24 @@ int main(int argc, char** argv) {
     }
   }
 
-  pkm::StatusOr<pkm::LoadedModel> model = pkm::LoadModel(settings->model_dir);
+  // A directory without tokenizer.model (a converted vocabulary that cannot be tokenized
+  // exactly) is served on token ids: text fields are refused, naming the ids field.
+  pkm::StatusOr<pkm::LoadedModel> model =
+      pkm::LoadModel(settings->model_dir, {.require_tokenizer = false});
   if (!model.ok()) return Fail(kExitBadModel, model.status());
-  auto tokenizer = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
-  if (!tokenizer.ok()) return Fail(kExitBadModel, tokenizer.status());
+  std::unique_ptr<pkm::Tokenizer> tokenizer_holder;
+  if (model->tokenizer_path().empty()) {
+    const pkm::ModelConfig& c = model->config();
+    tokenizer_holder = std::make_unique<pkm::IdsOnlyTokenizer>(c.vocab_size, c.bos_id, c.eos_id);
+    pkm::Log(pkm::LogLevel::kWarning,
+             settings->model_dir + " has no tokenizer.model: serving token ids only (requests "
+             "must send tokens, not text)");
+  } else {
+    auto loaded = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
+    if (!loaded.ok()) return Fail(kExitBadModel, loaded.status());
+    tokenizer_holder = std::move(*loaded);
+  }
+  const std::unique_ptr<pkm::Tokenizer>& tokenizer = tokenizer_holder;
   Info("model loaded", {{"path", settings->model_dir}, {"summary", model->Summary()}});
   if (pkm::Status s = pkm::CheckLimitsFitModel(settings->limits, model->config().max_seq_len);
       !s.ok()) {
@@ -152,6 +167,7 @@ int main(int argc, char** argv) {
   }
 
   pkmserve::v1::ModelInfo model_info = pkm::DescribeModel(*model, **engine, *settings);
+  model_info.set_tokenizer(tokenizer->has_text() ? "sentencepiece" : "none");
   // The scheduler reports steps to the metrics, which read the scheduler's stats at a scrape:
   // declared so that the metrics outlive the scheduler.
   std::shared_ptr<pkm::ServerMetrics> metrics;
@@ -175,13 +191,13 @@ int main(int argc, char** argv) {
     metrics->SetBuildInfo(pkm::ProjectVersion(), pkm::GitCommit(), pkm::BuildType());
     scheduler_options.observer = metrics.get();
   }
-  scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer->get(), scheduler_options);
+  scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer.get(), scheduler_options);
   if (metrics_on) exposer->RegisterCollectable(metrics);
   pkm::ServiceConfig service_config{.limits = settings->limits,
                                     .auth_token = settings->auth_token,
                                     .model_info = std::move(model_info),
                                     .metrics = metrics.get()};
-  pkm::InferenceService service(scheduler.get(), tokenizer->get(), model->config(),
+  pkm::InferenceService service(scheduler.get(), tokenizer.get(), model->config(),
                                 std::move(service_config));
   auto server = pkm::GrpcServer::Start(settings->grpc, &service);
   if (!server.ok()) {

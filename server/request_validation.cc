@@ -26,6 +26,17 @@ std::string Str(T v) {
   }
 }
 
+}  // namespace
+
+Status TextUnavailable(const std::string& what, const std::string& ids_field) {
+  return Status(StatusCode::kFailedPrecondition,
+                what + " needs a tokenizer, and this model is served on token ids only (its "
+                       "directory has no tokenizer.model)" +
+                    (ids_field.empty() ? "" : "; send " + ids_field + " (token ids) instead"));
+}
+
+namespace {
+
 // The tokens of a text-or-ids input: ids used as given, text encoded with BOS unless
 // add_bos is false.
 StatusOr<std::vector<int32_t>> InputTokens(bool is_text, const std::string& text,
@@ -34,6 +45,7 @@ StatusOr<std::vector<int32_t>> InputTokens(bool is_text, const std::string& text
                                            const char* field) {
   std::vector<int32_t> tokens;
   if (is_text) {
+    if (!tokenizer.has_text()) return TextUnavailable("text", field);
     if (add_bos) tokens.push_back(tokenizer.bos_id());
     std::vector<int32_t> enc = tokenizer.Encode(text);
     tokens.insert(tokens.end(), enc.begin(), enc.end());
@@ -146,6 +158,7 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
     return Invalid("stop must have at most " + Str(kMaxStopStrings) + " strings, got " +
                    Str(request.stop_size()));
   }
+  if (request.stop_size() > 0 && !tokenizer.has_text()) return TextUnavailable("stop", "");
   for (int i = 0; i < request.stop_size(); ++i) {
     const size_t n = request.stop(i).size();
     if (n == 0 || n > static_cast<size_t>(kMaxStopBytes)) {

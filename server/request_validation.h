@@ -35,6 +35,10 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
 StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
                                 const Tokenizer& tokenizer, const ModelConfig& config);
 
+// FAILED_PRECONDITION for a text field on a model served on token ids only: "WHAT needs a
+// tokenizer, ...; send IDS_FIELD (token ids) instead" (no suggestion when ids_field is empty).
+Status TextUnavailable(const std::string& what, const std::string& ids_field);
+
 // Ids for Detokenize: each in [0, vocab_size).
 Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, int vocab_size,
                      const char* field);

@@ -421,6 +421,10 @@ void Scheduler::Finish(Request* r, const Status& status) {
     engine_->Release(r->seq);
     r->seq = 0;
   }
+  // The counters a client may read right after its answer (scored and generated tokens, the
+  // requests finished) are published before the answer goes out, not after the step.
+  ++counters_.requests_finished;
+  PublishStats();
   if (r->is_score) {
     if (r->score.on_done) {
       if (status.ok()) {
@@ -435,7 +439,6 @@ void Scheduler::Finish(Request* r, const Status& status) {
                             .completion_tokens = r->completion_tokens};
     r->gen.on_done(status, summary);
   }
-  ++counters_.requests_finished;
   {
     std::lock_guard<std::mutex> lock(mu_);
     --accepted_;

@@ -529,9 +529,11 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   v1::ScoreResponse resp;
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub_->Score(&ctx, score, &resp).ok());
-  // The scheduler publishes its counters just after the step that answered the last call.
+  // The counters are published before each answer; the idle usage report comes at the end of
+  // the scheduler's iteration, which publishes running = 0 after it.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (scheduler_->Stats().requests_finished < 4 && std::chrono::steady_clock::now() < deadline) {
+  while ((scheduler_->Stats().requests_finished < 4 || scheduler_->Stats().running > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 
