@@ -12,6 +12,8 @@ SERVE_PACKAGES=(
   build-essential cmake ninja-build pkg-config git patch
   # C++ libraries
   libopenblas-dev libopenblas0-pthread nlohmann-json3-dev libsentencepiece-dev
+  # tiktoken tokenizers: the pre-tokenizer regex (\p{L}, \p{N}, possessive quantifiers)
+  libpcre2-dev
   # server (PKMSERVE_WITH_SERVER)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev

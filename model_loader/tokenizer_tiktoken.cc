@@ -1,0 +1,309 @@
+// The tiktoken BPE tokenizer: ranks file parsing, the PCRE2 pre-tokenizer and tiktoken's
+// byte-pair merge (tiktoken src/lib.rs, _byte_pair_merge), which this file mirrors step for
+// step so that ties break the same way.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "model_loader/tokenizer_tiktoken.h"
+
+#include <pcre2.h>
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+#include <limits>
+#include <string_view>
+#include <unordered_map>
+
+#include "model_loader/file_util.h"
+
+namespace pkm {
+namespace {
+
+constexpr uint32_t kNoRank = std::numeric_limits<uint32_t>::max();
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using RankMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+// Standard base64 with padding, as tiktoken writes it; false on any other byte.
+bool DecodeBase64(std::string_view in, std::string* out) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.empty() || in.size() % 4 != 0) return false;
+  out->clear();
+  for (size_t i = 0; i < in.size(); i += 4) {
+    const bool last = i + 4 == in.size();
+    const size_t pad = last ? (in[i + 3] == '=') + (in[i + 2] == '=' && in[i + 3] == '=') : 0;
+    uint32_t bits = 0;
+    for (size_t j = 0; j < 4; ++j) {
+      const int v = j >= 4 - pad ? 0 : value(in[i + j]);
+      if (v < 0) return false;
+      bits = bits << 6 | static_cast<uint32_t>(v);
+    }
+    out->push_back(static_cast<char>(bits >> 16));
+    if (pad < 2) out->push_back(static_cast<char>(bits >> 8 & 0xFF));
+    if (pad < 1) out->push_back(static_cast<char>(bits & 0xFF));
+  }
+  return true;
+}
+
+struct CodeDeleter {
+  void operator()(pcre2_code* code) const { pcre2_code_free(code); }
+};
+struct MatchDataDeleter {
+  void operator()(pcre2_match_data* data) const { pcre2_match_data_free(data); }
+};
+struct MatchContextDeleter {
+  void operator()(pcre2_match_context* context) const { pcre2_match_context_free(context); }
+};
+struct JitStackDeleter {
+  void operator()(pcre2_jit_stack* stack) const { pcre2_jit_stack_free(stack); }
+};
+
+class TiktokenTokenizer final : public Tokenizer {
+ public:
+  TiktokenTokenizer(RankMap ranks, std::vector<std::pair<std::string, int32_t>> specials,
+                    std::unique_ptr<pcre2_code, CodeDeleter> regex, int32_t bos, int32_t eos)
+      : ranks_(std::move(ranks)),
+        specials_(std::move(specials)),
+        regex_(std::move(regex)),
+        bos_(bos),
+        eos_(eos) {
+    int32_t size = 0;
+    for (const auto& [bytes, id] : ranks_) size = std::max(size, id + 1);
+    for (const auto& [text, id] : specials_) size = std::max(size, id + 1);
+    pieces_.resize(static_cast<size_t>(size));
+    for (const auto& [bytes, id] : ranks_) pieces_[static_cast<size_t>(id)] = bytes;
+    for (const auto& [text, id] : specials_) pieces_[static_cast<size_t>(id)] = text;
+  }
+
+  std::vector<int32_t> Encode(std::string_view text) const override {
+    std::vector<int32_t> ids;
+    size_t pos = 0;
+    while (pos < text.size()) {
+      // The earliest special from `pos`, the longest of those starting there.
+      size_t best = text.size();
+      const std::pair<std::string, int32_t>* special = nullptr;
+      for (const auto& candidate : specials_) {
+        const size_t at = text.find(candidate.first, pos);
+        if (at < best || (at == best && at != std::string_view::npos && special != nullptr &&
+                          candidate.first.size() > special->first.size())) {
+          best = at;
+          special = &candidate;
+        }
+      }
+      EncodeOrdinary(text.substr(pos, best - pos), &ids);
+      if (special == nullptr) break;
+      ids.push_back(special->second);
+      pos = best + special->first.size();
+    }
+    return ids;
+  }
+
+  std::string Decode(std::span<const int32_t> ids) const override {
+    std::string bytes;
+    for (int32_t id : ids) {
+      if (id >= 0 && id < vocab_size()) bytes += pieces_[static_cast<size_t>(id)];
+    }
+    return bytes;
+  }
+
+  std::string IdToPiece(int32_t id) const override {
+    if (id < 0 || id >= vocab_size()) return {};
+    return pieces_[static_cast<size_t>(id)];
+  }
+
+  int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
+  int32_t bos_id() const override { return bos_; }
+  int32_t eos_id() const override { return eos_; }
+
+ private:
+  // `text` holds no special token: regex pieces, each merged.
+  void EncodeOrdinary(std::string_view text, std::vector<int32_t>* ids) const {
+    if (text.empty()) return;
+    // Per call, since match data and JIT stacks must not be shared between threads. The JIT
+    // stack is larger than PCRE2's 32 KiB default so long runs of spaces do not exhaust it.
+    std::unique_ptr<pcre2_match_data, MatchDataDeleter> match(
+        pcre2_match_data_create_from_pattern(regex_.get(), nullptr));
+    std::unique_ptr<pcre2_match_context, MatchContextDeleter> context(
+        pcre2_match_context_create(nullptr));
+    std::unique_ptr<pcre2_jit_stack, JitStackDeleter> stack(
+        pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr));
+    if (stack != nullptr) pcre2_jit_stack_assign(context.get(), nullptr, stack.get());
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    size_t pos = 0;
+    while (pos < text.size()) {
+      const int rc = pcre2_match(regex_.get(), subject, text.size(), pos, 0, match.get(),
+                                 context.get());
+      if (rc < 0) {  // no match (only invalid UTF-8 is left) or a matching limit
+        MergePiece(text.substr(pos), ids);
+        return;
+      }
+      const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());
+      const size_t start = ovector[0];
+      // An empty match cannot come from the shipped patterns; a custom one moves on a byte.
+      const size_t end = std::max(ovector[1], start + (ovector[1] == start ? 1 : 0));
+      if (start > pos) MergePiece(text.substr(pos, start - pos), ids);  // invalid UTF-8
+      MergePiece(text.substr(start, end - start), ids);
+      pos = end;
+    }
+  }
+
+  uint32_t RankOf(std::string_view bytes) const {
+    const auto it = ranks_.find(bytes);
+    return it == ranks_.end() ? kNoRank : static_cast<uint32_t>(it->second);
+  }
+
+  void MergePiece(std::string_view piece, std::vector<int32_t>* ids) const {
+    if (piece.empty()) return;
+    if (const uint32_t rank = RankOf(piece); rank != kNoRank) {
+      ids->push_back(static_cast<int32_t>(rank));
+      return;
+    }
+    // parts[i] = (start of part i, rank of part i joined with part i + 1).
+    std::vector<std::pair<size_t, uint32_t>> parts;
+    parts.reserve(piece.size() + 1);
+    for (size_t i = 0; i + 1 < piece.size(); ++i) parts.emplace_back(i, RankOf(piece.substr(i, 2)));
+    parts.emplace_back(piece.size() - 1, kNoRank);
+    parts.emplace_back(piece.size(), kNoRank);
+    auto joined_rank = [&](size_t i) {
+      if (i + 3 >= parts.size()) return kNoRank;
+      return RankOf(piece.substr(parts[i].first, parts[i + 3].first - parts[i].first));
+    };
+    while (true) {
+      // The lowest rank, the leftmost on ties, as tiktoken does.
+      size_t best = 0;
+      uint32_t best_rank = kNoRank;
+      for (size_t i = 0; i + 1 < parts.size(); ++i) {
+        if (parts[i].second < best_rank) {
+          best_rank = parts[i].second;
+          best = i;
+        }
+      }
+      if (best_rank == kNoRank) break;
+      if (best > 0) parts[best - 1].second = joined_rank(best - 1);
+      parts[best].second = joined_rank(best);
+      parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+    }
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      const uint32_t rank =
+          RankOf(piece.substr(parts[i].first, parts[i + 1].first - parts[i].first));
+      // Only a single byte can be missing here: the vocabulary cannot represent it.
+      if (rank != kNoRank) ids->push_back(static_cast<int32_t>(rank));
+    }
+  }
+
+  RankMap ranks_;
+  std::vector<std::pair<std::string, int32_t>> specials_;
+  std::unique_ptr<pcre2_code, CodeDeleter> regex_;
+  std::vector<std::string> pieces_;  // by id; "" for ids that name nothing
+  int32_t bos_;
+  int32_t eos_;
+};
+
+StatusOr<RankMap> ParseRanks(const std::string& path, std::string_view contents) {
+  RankMap ranks;
+  std::unordered_map<int32_t, size_t> line_of_rank;
+  size_t line_number = 0;
+  std::string bytes;
+  while (!contents.empty()) {
+    ++line_number;
+    const size_t newline = contents.find('\n');
+    std::string_view line = contents.substr(0, newline);
+    contents = newline == std::string_view::npos ? "" : contents.substr(newline + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    const std::string where = path + ":" + std::to_string(line_number) + ": ";
+    const size_t space = line.find(' ');
+    if (space == std::string_view::npos) {
+      return DataLossError(where + "expected `base64(token) rank`, found no space");
+    }
+    const std::string_view encoded = line.substr(0, space);
+    const std::string_view rank_text = line.substr(space + 1);
+    if (!DecodeBase64(encoded, &bytes)) {
+      return DataLossError(where + "token '" + std::string(encoded) + "' is not base64");
+    }
+    int32_t rank = -1;
+    const auto [end, ec] =
+        std::from_chars(rank_text.data(), rank_text.data() + rank_text.size(), rank);
+    if (ec != std::errc() || end != rank_text.data() + rank_text.size() || rank < 0 ||
+        rank == std::numeric_limits<int32_t>::max()) {
+      return DataLossError(where + "rank '" + std::string(rank_text) +
+                           "' is not an integer in [0, 2^31 - 1)");
+    }
+    if (const auto it = line_of_rank.find(rank); it != line_of_rank.end()) {
+      return DataLossError(where + "rank " + std::to_string(rank) + " was already given on line " +
+                           std::to_string(it->second));
+    }
+    if (!ranks.emplace(bytes, rank).second) {
+      return DataLossError(where + "token '" + std::string(encoded) + "' appears twice (rank " +
+                           std::to_string(ranks.find(bytes)->second) + " and " +
+                           std::to_string(rank) + ")");
+    }
+    line_of_rank.emplace(rank, line_number);
+  }
+  if (ranks.empty()) return DataLossError(path + ": no ranks (an empty tiktoken file)");
+  return ranks;
+}
+
+StatusOr<std::unique_ptr<pcre2_code, CodeDeleter>> CompilePattern(const std::string& pattern) {
+  int error = 0;
+  PCRE2_SIZE offset = 0;
+  std::unique_ptr<pcre2_code, CodeDeleter> code(
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset, nullptr));
+  if (code == nullptr) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error, message, sizeof(message));
+    return InvalidArgumentError("tiktoken pattern does not compile at offset " +
+                                std::to_string(offset) + ": " +
+                                reinterpret_cast<const char*>(message));
+  }
+  // JIT is an optimisation only: without it (no JIT support on this CPU) matching still works.
+  pcre2_jit_compile(code.get(), PCRE2_JIT_COMPLETE);
+  return code;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Tokenizer>> LoadTiktokenTokenizer(const std::string& path,
+                                                           const TiktokenOptions& options) {
+  PKM_ASSIGN_OR_RETURN(const std::string contents, internal_loader::ReadFileToString(path, ""));
+  PKM_ASSIGN_OR_RETURN(RankMap ranks, ParseRanks(path, contents));
+  PKM_ASSIGN_OR_RETURN(auto regex, CompilePattern(options.pattern));
+  std::unordered_map<int32_t, std::string> ordinary_ids;
+  for (const auto& [bytes, id] : ranks) ordinary_ids.emplace(id, bytes);
+  std::unordered_map<int32_t, std::string> special_ids;
+  for (const auto& [text, id] : options.special_tokens) {
+    if (text.empty() || id < 0 || id == std::numeric_limits<int32_t>::max()) {
+      return InvalidArgumentError(path + ": special token '" + text + "' (id " +
+                                  std::to_string(id) + ") needs a text and an id >= 0");
+    }
+    if (ordinary_ids.contains(id)) {
+      return InvalidArgumentError(path + ": special token '" + text + "' has id " +
+                                  std::to_string(id) + ", which is a rank of the file");
+    }
+    if (!special_ids.emplace(id, text).second) {
+      return InvalidArgumentError(path + ": special tokens '" + special_ids[id] + "' and '" +
+                                  text + "' share id " + std::to_string(id));
+    }
+  }
+  for (const auto& [name, id] : {std::pair{"bos", options.bos_id}, {"eos", options.eos_id}}) {
+    if (id != -1 && !ordinary_ids.contains(id) && !special_ids.contains(id)) {
+      return InvalidArgumentError(path + ": " + name + " id " + std::to_string(id) +
+                                  " is neither a rank of the file nor a special token");
+    }
+  }
+  return std::unique_ptr<Tokenizer>(std::make_unique<TiktokenTokenizer>(
+      std::move(ranks), options.special_tokens, std::move(regex), options.bos_id,
+      options.eos_id));
+}
+
+}  // namespace pkm
