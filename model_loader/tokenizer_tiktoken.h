@@ -32,10 +32,13 @@
 
 namespace pkm {
 
-// cl100k_base's pre-tokenizer, as the tiktoken package ships it (encoders/cl100k_base.json,
-// "pat_str"), which is the form tests/model_loader/tiktoken_ref checks against. Newer tiktoken
-// releases spell it with possessive quantifiers ('(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+...);
-// the two split every text alike.
+// cl100k_base's pre-tokenizer as the npm tiktoken package ships it (encoders/cl100k_base.json,
+// "pat_str"); tests/model_loader/tiktoken_ref fails if the package's pattern ever differs.
+// Later tiktoken releases spell it with possessive quantifiers and \s*[\r\n] for \s*[\r\n]+,
+//   '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|
+//   \s*[\r\n]|\s+(?!\S)|\s+
+// which changes no match (the backtracking it forbids never leads to one; \s* already takes
+// all but the last newline); with it as the pattern the tiktoken_ref corpus gives the same ids.
 inline constexpr char kCl100kPattern[] =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
