@@ -1,6 +1,6 @@
 // The tiktoken BPE tokenizer: ranks file parsing, the PCRE2 pre-tokenizer and tiktoken's
-// byte-pair merge (tiktoken src/lib.rs, _byte_pair_merge), which this file mirrors step for
-// step so that ties break the same way.
+// byte-pair merge (tiktoken src/lib.rs, _byte_pair_merge), whose choice of pair at each step
+// MergePiece reproduces, ties included.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "model_loader/tokenizer_tiktoken.h"
 
@@ -10,6 +10,7 @@
 #include <charconv>
 #include <functional>
 #include <limits>
+#include <queue>
 #include <string_view>
 #include <unordered_map>
 
@@ -167,36 +168,52 @@ class TiktokenTokenizer final : public Tokenizer {
       ids->push_back(static_cast<int32_t>(rank));
       return;
     }
-    // parts[i] = (start of part i, rank of part i joined with part i + 1).
-    std::vector<std::pair<size_t, uint32_t>> parts;
-    parts.reserve(piece.size() + 1);
-    for (size_t i = 0; i + 1 < piece.size(); ++i) parts.emplace_back(i, RankOf(piece.substr(i, 2)));
-    parts.emplace_back(piece.size() - 1, kNoRank);
-    parts.emplace_back(piece.size(), kNoRank);
-    auto joined_rank = [&](size_t i) {
-      if (i + 3 >= parts.size()) return kNoRank;
-      return RankOf(piece.substr(parts[i].first, parts[i + 3].first - parts[i].first));
-    };
-    while (true) {
-      // The lowest rank, the leftmost on ties, as tiktoken does.
-      size_t best = 0;
-      uint32_t best_rank = kNoRank;
-      for (size_t i = 0; i + 1 < parts.size(); ++i) {
-        if (parts[i].second < best_rank) {
-          best_rank = parts[i].second;
-          best = i;
-        }
-      }
-      if (best_rank == kNoRank) break;
-      if (best > 0) parts[best - 1].second = joined_rank(best - 1);
-      parts[best].second = joined_rank(best);
-      parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+    // tiktoken's rule: merge the adjacent pair whose concatenation has the lowest rank, the
+    // leftmost on ties, until no pair has a rank. tiktoken rescans all pairs after each merge,
+    // quadratic in the piece; a prompt of 100 kB of punctuation (one piece) would take seconds.
+    // Here parts are a linked list over byte offsets and pairs wait in a heap ordered by
+    // (rank, offset), which picks the same pair each step; entries made stale by a merge are
+    // skipped when they surface.
+    const size_t n = piece.size();
+    std::vector<size_t> next(n);  // part at byte i (if alive) ends where part next[i] starts
+    std::vector<size_t> prev(n);  // n when none
+    std::vector<uint32_t> rank(n);  // of part i joined with its successor
+    for (size_t i = 0; i < n; ++i) {
+      next[i] = i + 1;
+      prev[i] = i == 0 ? n : i - 1;
     }
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      const uint32_t rank =
-          RankOf(piece.substr(parts[i].first, parts[i + 1].first - parts[i].first));
+    auto joined_rank = [&](size_t i) {
+      const size_t j = next[i];
+      if (j >= n) return kNoRank;
+      return RankOf(piece.substr(i, next[j] - i));
+    };
+    using Entry = std::pair<uint32_t, size_t>;
+    std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap;
+    for (size_t i = 0; i < n; ++i) {
+      rank[i] = joined_rank(i);
+      if (rank[i] != kNoRank) heap.emplace(rank[i], i);
+    }
+    std::vector<bool> alive(n, true);
+    while (!heap.empty()) {
+      const auto [r, i] = heap.top();
+      heap.pop();
+      if (!alive[i] || rank[i] != r) continue;
+      const size_t j = next[i];
+      alive[j] = false;
+      next[i] = next[j];
+      if (next[j] < n) prev[next[j]] = i;
+      rank[i] = joined_rank(i);
+      if (rank[i] != kNoRank) heap.emplace(rank[i], i);
+      if (const size_t p = prev[i]; p < n) {
+        rank[p] = joined_rank(p);
+        if (rank[p] != kNoRank) heap.emplace(rank[p], p);
+      }
+    }
+    for (size_t i = 0; i < n; i = next[i]) {
       // Only a single byte can be missing here: the vocabulary cannot represent it.
-      if (rank != kNoRank) ids->push_back(static_cast<int32_t>(rank));
+      if (const uint32_t r = RankOf(piece.substr(i, next[i] - i)); r != kNoRank) {
+        ids->push_back(static_cast<int32_t>(r));
+      }
     }
   }
 

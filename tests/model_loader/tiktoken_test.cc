@@ -72,6 +72,20 @@ TEST_F(TiktokenTest, MergesChainAndTiesGoLeft) {
   EXPECT_EQ(tok->Encode("aaa"), (Ids{8, 0}));    // two equal pairs: the left one merges
 }
 
+TEST_F(TiktokenTest, LongPiecesMergeLikeShortOnes) {
+  std::unique_ptr<Tokenizer> tok = LoadOk();
+  ASSERT_NE(tok, nullptr);
+  // One regex piece of 200 kB: every "ab" merges, then every "abab" (a rescan per merge, as
+  // tiktoken does, would take minutes here).
+  std::string text;
+  for (int i = 0; i < 50000; ++i) text += "abab";
+  const Ids ids = tok->Encode(text + "c");
+  ASSERT_EQ(ids.size(), 50001u);
+  EXPECT_EQ(ids.front(), 7);
+  EXPECT_EQ(ids[49999], 7);
+  EXPECT_EQ(ids.back(), 2);
+}
+
 TEST_F(TiktokenTest, TheRegexSplitsPiecesBeforeMerging) {
   std::unique_ptr<Tokenizer> tok = LoadOk();
   ASSERT_NE(tok, nullptr);

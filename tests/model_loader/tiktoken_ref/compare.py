@@ -43,6 +43,9 @@ EDGE_CASES = {
     "code": "def f(x):\n    return x ** 2  # square\n\nint main() { return 0; }\n",
     "specials": "before<|endoftext|>after <|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>"
                 "<|endofprompt|><|endoftext|><|endoftext",
+    # one regex piece each, long enough that a merge quadratic in the piece would show
+    "long_runs": "=+" * 20000 + " " + "-" * 5000 + "\n" + "1234567890" * 500 + "\n"
+                 + "\u00e9" * 3000 + " " + "\t" * 2000 + "x",
     "mixed_scripts": "\u0391\u03b8\u03ae\u03bd\u03b1 \u041c\u043e\u0441\u043a\u0432\u0430 "
                      "\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22 \u10e5\u10d0\u10e0\u10d7\u10e3\u10da\u10d8",
 }
