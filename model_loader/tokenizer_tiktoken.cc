@@ -87,23 +87,31 @@ class TiktokenTokenizer final : public Tokenizer {
 
   std::vector<int32_t> Encode(std::string_view text) const override {
     std::vector<int32_t> ids;
+    // Where each special next occurs at or after `pos`, refreshed only once passed, so the text
+    // is searched once per special however many specials it holds (Llama-3 has 256).
+    std::vector<size_t> next(specials_.size(), 0);
+    for (size_t i = 0; i < specials_.size(); ++i) next[i] = text.find(specials_[i].first);
     size_t pos = 0;
     while (pos < text.size()) {
       // The earliest special from `pos`, the longest of those starting there.
-      size_t best = text.size();
-      const std::pair<std::string, int32_t>* special = nullptr;
-      for (const auto& candidate : specials_) {
-        const size_t at = text.find(candidate.first, pos);
-        if (at < best || (at == best && at != std::string_view::npos && special != nullptr &&
-                          candidate.first.size() > special->first.size())) {
-          best = at;
-          special = &candidate;
+      size_t best = std::string_view::npos;
+      size_t chosen = 0;
+      for (size_t i = 0; i < specials_.size(); ++i) {
+        if (next[i] < pos) next[i] = text.find(specials_[i].first, pos);
+        if (next[i] < best ||
+            (next[i] == best && best != std::string_view::npos &&
+             specials_[i].first.size() > specials_[chosen].first.size())) {
+          best = next[i];
+          chosen = i;
         }
       }
+      if (best == std::string_view::npos) {
+        EncodeOrdinary(text.substr(pos), &ids);
+        break;
+      }
       EncodeOrdinary(text.substr(pos, best - pos), &ids);
-      if (special == nullptr) break;
-      ids.push_back(special->second);
-      pos = best + special->first.size();
+      ids.push_back(specials_[chosen].second);
+      pos = best + specials_[chosen].first.size();
     }
     return ids;
   }

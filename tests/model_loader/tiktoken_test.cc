@@ -107,6 +107,8 @@ TEST_F(TiktokenTest, SpecialTokensInTheTextAreEncodedAsSpecials) {
   EXPECT_EQ(tok->Encode("<|eot|><|eot|>"), (Ids{100, 100}));
   EXPECT_EQ(tok->Encode("a<|x|>b"), (Ids{0, 102, 1}));  // the longest special at one position
   EXPECT_EQ(tok->Encode("a<|xb"), (Ids{0, 101, 1}));
+  EXPECT_EQ(tok->Encode("<|x|><|x<|eot|>c<|x|>"), (Ids{102, 101, 100, 2, 102}));
+  EXPECT_EQ(tok->Encode("ab<|eot|"), (Ids{5}));  // not a special; its bytes have no tokens here
   EXPECT_EQ(tok->Decode(Ids{0, 102, 1}), "a<|x|>b");
   EXPECT_EQ(tok->bos_id(), 101);
   EXPECT_EQ(tok->eos_id(), 100);
