@@ -98,9 +98,8 @@ class TiktokenTokenizer final : public Tokenizer {
       size_t chosen = 0;
       for (size_t i = 0; i < specials_.size(); ++i) {
         if (next[i] < pos) next[i] = text.find(specials_[i].first, pos);
-        if (next[i] < best ||
-            (next[i] == best && best != std::string_view::npos &&
-             specials_[i].first.size() > specials_[chosen].first.size())) {
+        if (next[i] < best || (next[i] == best && best != std::string_view::npos &&
+                               specials_[i].first.size() > specials_[chosen].first.size())) {
           best = next[i];
           chosen = i;
         }
@@ -149,8 +148,8 @@ class TiktokenTokenizer final : public Tokenizer {
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
     size_t pos = 0;
     while (pos < text.size()) {
-      const int rc = pcre2_match(regex_.get(), subject, text.size(), pos, 0, match.get(),
-                                 context.get());
+      const int rc =
+          pcre2_match(regex_.get(), subject, text.size(), pos, 0, match.get(), context.get());
       if (rc < 0) {  // no match (only invalid UTF-8 is left) or a matching limit
         MergePiece(text.substr(pos), ids);
         return;
@@ -183,8 +182,8 @@ class TiktokenTokenizer final : public Tokenizer {
     // (rank, offset), which picks the same pair each step; entries made stale by a merge are
     // skipped when they surface.
     const size_t n = piece.size();
-    std::vector<size_t> next(n);  // part at byte i (if alive) ends where part next[i] starts
-    std::vector<size_t> prev(n);  // n when none
+    std::vector<size_t> next(n);    // part at byte i (if alive) ends where part next[i] starts
+    std::vector<size_t> prev(n);    // n when none
     std::vector<uint32_t> rank(n);  // of part i joined with its successor
     for (size_t i = 0; i < n; ++i) {
       next[i] = i + 1;
@@ -316,8 +315,8 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadTiktokenTokenizer(const std::string& pa
                                   std::to_string(id) + ", which is a rank of the file");
     }
     if (!special_ids.emplace(id, text).second) {
-      return InvalidArgumentError(path + ": special tokens '" + special_ids[id] + "' and '" +
-                                  text + "' share id " + std::to_string(id));
+      return InvalidArgumentError(path + ": special tokens '" + special_ids[id] + "' and '" + text +
+                                  "' share id " + std::to_string(id));
     }
   }
   for (const auto& [name, id] : {std::pair{"bos", options.bos_id}, {"eos", options.eos_id}}) {
@@ -327,8 +326,7 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadTiktokenTokenizer(const std::string& pa
     }
   }
   return std::unique_ptr<Tokenizer>(std::make_unique<TiktokenTokenizer>(
-      std::move(ranks), options.special_tokens, std::move(regex), options.bos_id,
-      options.eos_id));
+      std::move(ranks), options.special_tokens, std::move(regex), options.bos_id, options.eos_id));
 }
 
 }  // namespace pkm
