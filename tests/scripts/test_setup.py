@@ -33,7 +33,7 @@ def test_the_serve_set_holds_no_test_package():
 
 
 def test_the_serve_set_holds_what_the_tokenizers_link():
-    # SentencePiece and PCRE2 (the tiktoken pre-tokenizer) are linked by the server itself.
+    # SentencePiece and PCRE2 (the tiktoken pre-tokenizer) serve requests, not only tests.
     assert {"libsentencepiece-dev", "libpcre2-dev"} <= set(package_set("serve"))
 
 
