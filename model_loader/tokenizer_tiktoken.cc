@@ -12,6 +12,7 @@
 #include <queue>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "model_loader/file_util.h"
 #include "model_loader/tiktoken_ranks.h"
@@ -226,9 +227,10 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadTiktokenTokenizer(const std::string& pa
   PKM_ASSIGN_OR_RETURN(const std::string contents, internal_loader::ReadFileToString(path, ""));
   PKM_ASSIGN_OR_RETURN(RankMap ranks, ParseRanks(path, contents));
   PKM_ASSIGN_OR_RETURN(auto regex, CompilePattern(options.pattern));
-  std::unordered_map<int32_t, std::string> ordinary_ids;
-  for (const auto& [bytes, id] : ranks) ordinary_ids.emplace(id, bytes);
+  std::unordered_set<int32_t> ordinary_ids;
+  for (const auto& [bytes, id] : ranks) ordinary_ids.insert(id);
   std::unordered_map<int32_t, std::string> special_ids;
+  std::unordered_set<std::string> special_texts;
   for (const auto& [text, id] : options.special_tokens) {
     if (text.empty() || id < 0 || id == std::numeric_limits<int32_t>::max()) {
       return InvalidArgumentError(path + ": special token '" + text + "' (id " +
@@ -241,6 +243,9 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadTiktokenTokenizer(const std::string& pa
     if (!special_ids.emplace(id, text).second) {
       return InvalidArgumentError(path + ": special tokens '" + special_ids[id] + "' and '" + text +
                                   "' share id " + std::to_string(id));
+    }
+    if (!special_texts.insert(text).second) {
+      return InvalidArgumentError(path + ": special token '" + text + "' is listed twice");
     }
   }
   for (const auto& [name, id] : {std::pair{"bos", options.bos_id}, {"eos", options.eos_id}}) {

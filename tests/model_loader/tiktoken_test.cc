@@ -182,6 +182,9 @@ TEST_F(TiktokenTest, OptionsThatDoNotFitTheFile) {
   options.special_tokens = {{"<|a|>", 50}, {"<|b|>", 50}};
   EXPECT_TRUE(
       IsError(Load(kRanks, options).status(), StatusCode::kInvalidArgument, {"share id 50"}));
+  options.special_tokens = {{"<|a|>", 50}, {"<|a|>", 51}};
+  EXPECT_TRUE(
+      IsError(Load(kRanks, options).status(), StatusCode::kInvalidArgument, {"listed twice"}));
   options.special_tokens = {{"", 50}};
   EXPECT_TRUE(
       IsError(Load(kRanks, options).status(), StatusCode::kInvalidArgument, {"needs a text"}));
