@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "model_loader/tokenizer_tiktoken.h"
@@ -134,6 +135,24 @@ TEST_F(TiktokenTest, DecodeAndPieces) {
   EXPECT_EQ(tok->IdToPiece(103), "");
   EXPECT_EQ(tok->Decode(Ids{5, -3, 4, 103, 2, 1 << 30}), "abc");
   EXPECT_EQ(tok->Encode(""), Ids{});
+}
+
+TEST_F(TiktokenTest, EncodesConcurrently) {
+  std::unique_ptr<Tokenizer> tok = LoadOk();
+  ASSERT_NE(tok, nullptr);
+  // Each Encode has its own PCRE2 match data and JIT stack; the tokenizer itself is shared.
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += "abc ab<|eot|>aaa \377";
+  const Ids expected = tok->Encode(text);
+  std::vector<Ids> results(4);
+  std::vector<std::thread> threads;
+  for (Ids& result : results) {
+    threads.emplace_back([&tok, &text, &result] {
+      for (int i = 0; i < 20; ++i) result = tok->Encode(text);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const Ids& result : results) EXPECT_EQ(result, expected);
 }
 
 TEST_F(TiktokenTest, CrlfAndBlankLinesInTheFile) {
