@@ -39,7 +39,7 @@ test-cpp:
 # they run again under ASan + UBSan.
 ASAN_TESTS := dtype_test model_config_test model_config_v2_test safetensors_test model_loader_test \
   bundled_model_test test_engine test_families test_pkm_usage test_scheduler kernels_cuda_emu_test \
-  test_backend_ops_emu test_families_cuda_emu
+  test_backend_ops_emu test_families_cuda_emu tiktoken_test
 test-asan:
 	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
 	  -DPKMSERVE_WITH_SERVER=OFF -DPKMSERVE_WITH_CUDA=OFF $(CMAKE_FLAGS) >/dev/null

@@ -12,6 +12,8 @@ SERVE_PACKAGES=(
   build-essential cmake ninja-build pkg-config git patch
   # C++ libraries
   libopenblas-dev libopenblas0-pthread nlohmann-json3-dev libsentencepiece-dev
+  # tiktoken tokenizers: the pre-tokenizer regex (\p{L}, \p{N}, possessive quantifiers)
+  libpcre2-dev
   # server (PKMSERVE_WITH_SERVER)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
@@ -26,6 +28,8 @@ TEST_PACKAGES=(
   sentencepiece python3-torch python3-numpy python3-sentencepiece python3-pytest
   python3-matplotlib python3-grpcio python3-protobuf
   openssl
+  # the tiktoken reference (tests/model_loader/tiktoken_ref runs npm ci and node)
+  nodejs
   # metrics tests: promtool, a real Prometheus, and headless Chromium for the dashboard shot
   prometheus chromium fonts-dejavu-core
 )
@@ -51,6 +55,11 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+# Debian's nodejs comes without npm, NodeSource's nodejs includes it (and Provides: npm):
+# ask for npm only where the command is missing.
+if [ "${1:-all}" = "all" ] && ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""

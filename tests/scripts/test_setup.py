@@ -8,7 +8,7 @@ import pytest
 
 # Needed by tests, training, the benchmarks or the dashboard shot, never by the server.
 TEST_ONLY = ["python3-torch", "python3-pytest", "python3-grpcio", "libgtest-dev",
-             "libbenchmark-dev", "prometheus", "chromium"]
+             "libbenchmark-dev", "prometheus", "chromium", "nodejs"]
 
 
 def package_set(name):
@@ -30,6 +30,11 @@ def test_the_serve_set_holds_no_test_package():
     assert set(TEST_ONLY) <= set(everything)
     bad = subprocess.run(["bash", "scripts/setup.sh", "nonsense"], capture_output=True, text=True)
     assert bad.returncode == 2 and "expected serve or all" in bad.stderr
+
+
+def test_the_serve_set_holds_what_the_tokenizers_link():
+    # SentencePiece and PCRE2 (the tiktoken pre-tokenizer) serve requests, not only tests.
+    assert {"libsentencepiece-dev", "libpcre2-dev"} <= set(package_set("serve"))
 
 
 def test_make_serve_uses_the_serve_set_and_passes_args():
