@@ -83,6 +83,18 @@ def param_groups(model, lr: float, values_lr: float, wd: float):
             {"params": values, "weight_decay": 0.0, "lr": values_lr, "base_lr": values_lr}]
 
 
+def train_step(model, opt, x: torch.Tensor) -> torch.Tensor:
+    """One step of the recipe on x [B, T+1]: next-token cross-entropy, gradients clipped to
+    norm 1, an optimiser step. Returns the loss (before the step)."""
+    logits = model(x[:, :-1])
+    loss = F.cross_entropy(logits.reshape(-1, model.cfg.vocab_size), x[:, 1:].reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss
+
+
 def read_config(path, query_batchnorm: bool):
     """(config, what best.pt stores of it): a version 2 config.json as such, or version 1 overrides
     as the ModelConfig fields that older checkpoints hold (their pkm_query_batchnorm included)."""
@@ -143,12 +155,7 @@ def main():
             g["lr"] = g["base_lr"] * scale
         starts = torch.randint(0, len(train) - args.seq_len - 1, (args.batch,), generator=gen)
         x = torch.stack([train[s:s + args.seq_len + 1] for s in starts.tolist()])
-        logits = model(x[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, model.cfg.vocab_size), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(model, opt, x)
         step += 1
         seen += x[:, 1:].numel()
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()

@@ -3,13 +3,12 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from training import safetensors_io
 from training.checkpoint import load_model, stored_dtype
 from training.export import export
 from training.families import FAMILIES, MAX_SEQ_LEN, SEQ_LENGTHS, build, golden_tensors, options, write
-from training.train import param_groups
+from training.train import param_groups, train_step
 
 NAMES = sorted(FAMILIES)
 
@@ -144,13 +143,7 @@ def test_each_family_trains(name):
     tables = {n: t.detach().clone() for n, t in model.value_tables().items()}
     losses = []
     for _ in range(30):
-        logits = model(x[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, model.cfg.vocab_size), x[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, opt, x).item())
     assert losses[-1] < 0.5 * losses[0], losses
     for n, t in model.value_tables().items():
         assert t.dtype == tables[n].dtype and not torch.equal(t.detach(), tables[n]), f"table {n} did not train"
