@@ -302,7 +302,7 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
       branch = s.o.f();
     }
     if (bw.block_memory >= 0) {
-      MemoryForward(w.memories[bw.block_memory], f_in, n, s.mem.f(), result, first_token);
+      MemoryForward(w.memories[bw.block_memory], t, f_in, n, s.mem.f(), result, first_token);
       if (branch != nullptr) {
         b.Add(branch, s.mem.f(), nd);  // FFN(h) + M(h) first, as the reference adds them
       } else {
@@ -313,27 +313,20 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
     if (!pre_norm) Norm(b, c.norm, bw.ffn_norm, x, n, d, x);
 
     if (bw.after_memory >= 0) {
-      MemoryForward(w.memories[bw.after_memory], x, n, s.mem.f(), result, first_token);
+      MemoryForward(w.memories[bw.after_memory], t, x, n, s.mem.f(), result, first_token);
       b.Add(x, s.mem.f(), nd);
     }
   }
 }
 
-void Engine::MemoryForward(const MemoryWeights& w, const float* in, int n, float* out,
-                           StepResult* result, int first_token) {
+void Engine::MemoryForward(const MemoryWeights& w, const TileBuffers& t, const float* in, int n,
+                           float* out, StepResult* result, int first_token) {
   Backend& b = *backend_;
   Scratch& s = *scratch_;
   const MemorySpec& m = *w.spec;
   const bool record = options_.record_pkm_lookups;
   const bool track = !pkm_usage_.empty();
   const bool timed = options_.time_pkm_lookups;
-  const bool want_ids = record || track;
-  const TileBuffers t{.q = nullptr, .k = nullptr, .v = nullptr, .att = nullptr, .f = nullptr,
-                      .f3 = nullptr, .pq = s.pq.f(), .bag = s.bag.f(), .gate = s.gate.f(),
-                      .ids = want_ids ? s.ids.as<int32_t>() : nullptr,
-                      .slot_weights = track ? s.pkm_weights.f() : nullptr,
-                      .positions = nullptr, .seqs = nullptr, .block_tables = nullptr,
-                      .max_blocks = 0};
   const auto start = std::chrono::steady_clock::now();
   Memory(b, w, in, n, t, out);
   if (timed) {

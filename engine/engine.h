@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "kernels/backend.h"
 #include "engine/kv_cache.h"
+#include "engine/layers.h"
 #include "engine/model_weights.h"
 #include "engine/pkm_usage.h"
 #include "model_loader/model_config.h"
@@ -143,10 +144,10 @@ class Engine {
   // Runs n tokens (whose ids, chunks and positions are in the scratch) through every layer,
   // leaving the last hidden states in the scratch. first_token: their index in the step.
   void Forward(int n, int max_blocks, StepResult* result, int first_token);
-  // One memory over the tile's n tokens: M(in) into out; records, times and tracks usage as
-  // the options ask.
-  void MemoryForward(const MemoryWeights& w, const float* in, int n, float* out,
-                     StepResult* result, int first_token);
+  // One memory over the tile's n tokens: M(in) into out (slot ids and weights into t's, when
+  // set); records, times and tracks usage as the options ask.
+  void MemoryForward(const MemoryWeights& w, const TileBuffers& t, const float* in, int n,
+                     float* out, StepResult* result, int first_token);
   // Final norm + LM head over `rows` (all within the tile starting at first_token),
   // kLogitTile rows at a time, filling the result's logits and scores.
   void EmitOutputs(std::span<const SeqChunk> batch, std::span<const OutputRow> rows,

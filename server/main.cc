@@ -88,19 +88,18 @@ int main(int argc, char** argv) {
   pkm::StatusOr<pkm::LoadedModel> model =
       pkm::LoadModel(settings->model_dir, {.require_tokenizer = false});
   if (!model.ok()) return Fail(kExitBadModel, model.status());
-  std::unique_ptr<pkm::Tokenizer> tokenizer_holder;
+  std::unique_ptr<pkm::Tokenizer> tokenizer;
   if (model->tokenizer_path().empty()) {
     const pkm::ModelConfig& c = model->config();
-    tokenizer_holder = std::make_unique<pkm::IdsOnlyTokenizer>(c.vocab_size, c.bos_id, c.eos_id);
+    tokenizer = std::make_unique<pkm::IdsOnlyTokenizer>(c.vocab_size, c.bos_id, c.eos_id);
     pkm::Log(pkm::LogLevel::kWarning,
              settings->model_dir + " has no tokenizer.model: serving token ids only (requests "
              "must send tokens, not text)");
   } else {
     auto loaded = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
     if (!loaded.ok()) return Fail(kExitBadModel, loaded.status());
-    tokenizer_holder = std::move(*loaded);
+    tokenizer = std::move(*loaded);
   }
-  const std::unique_ptr<pkm::Tokenizer>& tokenizer = tokenizer_holder;
   Info("model loaded", {{"path", settings->model_dir}, {"summary", model->Summary()}});
   if (pkm::Status s = pkm::CheckLimitsFitModel(settings->limits, model->config().max_seq_len);
       !s.ok()) {
