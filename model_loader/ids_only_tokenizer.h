@@ -16,6 +16,7 @@ class IdsOnlyTokenizer final : public Tokenizer {
   std::string Decode(std::span<const int32_t>) const override { return ""; }
   std::string IdToPiece(int32_t) const override { return ""; }
   bool has_text() const override { return false; }
+  std::string_view kind() const override { return "none"; }
   int32_t vocab_size() const override { return vocab_size_; }
   int32_t bos_id() const override { return bos_id_; }
   int32_t eos_id() const override { return eos_id_; }

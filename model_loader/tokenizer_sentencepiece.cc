@@ -16,6 +16,7 @@ namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
+  std::string_view kind() const override { return "sentencepiece"; }
   // Call Load() once before sharing the object.
   Status Load(const std::string& path) {
     const auto status = processor_.Load(path);

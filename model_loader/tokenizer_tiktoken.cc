@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/utf8.h"
 #include "model_loader/file_util.h"
 #include "model_loader/tiktoken_ranks.h"
 
@@ -40,6 +41,7 @@ struct JitStackDeleter {
 
 class TiktokenTokenizer final : public Tokenizer {
  public:
+  std::string_view kind() const override { return "tiktoken"; }
   TiktokenTokenizer(RankMap ranks, std::vector<std::pair<std::string, int32_t>> specials,
                     std::unique_ptr<pcre2_code, CodeDeleter> regex, int32_t bos, int32_t eos)
       : ranks_(std::move(ranks)),
@@ -85,17 +87,19 @@ class TiktokenTokenizer final : public Tokenizer {
     return ids;
   }
 
+  // Text for the API's string fields: bytes that do not form UTF-8 become U+FFFD (a character
+  // cut between two ids, at the end, becomes one, which streaming holds back until it is whole).
   std::string Decode(std::span<const int32_t> ids) const override {
     std::string bytes;
     for (int32_t id : ids) {
       if (id >= 0 && id < vocab_size()) bytes += pieces_[static_cast<size_t>(id)];
     }
-    return bytes;
+    return ReplaceInvalidUtf8(bytes);
   }
 
   std::string IdToPiece(int32_t id) const override {
     if (id < 0 || id >= vocab_size()) return {};
-    return pieces_[static_cast<size_t>(id)];
+    return ReplaceInvalidUtf8(pieces_[static_cast<size_t>(id)]);
   }
 
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }

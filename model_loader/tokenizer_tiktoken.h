@@ -12,11 +12,12 @@
 //      adjacent pair is in the vocabulary.
 // Bytes that the regex cannot match (invalid UTF-8) are encoded as pieces of their own, so
 // Decode(Encode(x)) == x for any bytes whenever the vocabulary holds all 256 single bytes
-// (every real tiktoken file does). A byte the vocabulary lacks is dropped.
+// (every real tiktoken file does), for valid UTF-8 x. A byte the vocabulary lacks is dropped.
 //
-// Decode concatenates the tokens' bytes, which may cut a UTF-8 sequence between two ids; only
-// a whole sequence is guaranteed to be text. IdToPiece returns the bytes as stored (not base64)
-// and a special token's text.
+// Decode concatenates the tokens' bytes and, as every Tokenizer, returns valid UTF-8: bytes
+// that do not form a character become U+FFFD (ReplaceInvalidUtf8), so Decode(Encode(x)) == x
+// for UTF-8 text. IdToPiece returns a token's bytes (not base64) likewise, and a special
+// token's text.
 //
 // Thread-safety: the tokenizer is immutable after loading; all methods may run concurrently.
 #pragma once

@@ -18,8 +18,7 @@
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
 #include "model_loader/model_loader.h"
-#include "model_loader/ids_only_tokenizer.h"
-#include "model_loader/tokenizer_sentencepiece.h"
+#include "model_loader/model_tokenizer.h"
 #include <prometheus/exposer.h>
 
 #include "server/grpc_server.h"
@@ -88,17 +87,13 @@ int main(int argc, char** argv) {
   pkm::StatusOr<pkm::LoadedModel> model =
       pkm::LoadModel(settings->model_dir, {.require_tokenizer = false});
   if (!model.ok()) return Fail(kExitBadModel, model.status());
-  std::unique_ptr<pkm::Tokenizer> tokenizer;
-  if (model->tokenizer_path().empty()) {
-    const pkm::ModelConfig& c = model->config();
-    tokenizer = std::make_unique<pkm::IdsOnlyTokenizer>(c.vocab_size, c.bos_id, c.eos_id);
+  auto loaded_tokenizer = pkm::LoadModelTokenizer(settings->model_dir, model->config());
+  if (!loaded_tokenizer.ok()) return Fail(kExitBadModel, loaded_tokenizer.status());
+  std::unique_ptr<pkm::Tokenizer> tokenizer = std::move(*loaded_tokenizer);
+  if (!tokenizer->has_text()) {
     pkm::Log(pkm::LogLevel::kWarning,
-             settings->model_dir + " has no tokenizer.model: serving token ids only (requests "
-             "must send tokens, not text)");
-  } else {
-    auto loaded = pkm::LoadSentencePieceTokenizer(model->tokenizer_path());
-    if (!loaded.ok()) return Fail(kExitBadModel, loaded.status());
-    tokenizer = std::move(*loaded);
+             settings->model_dir + " has no tokenizer (tokenizer.model or tokenizer.tiktoken): "
+             "serving token ids only (requests must send tokens, not text)");
   }
   Info("model loaded", {{"path", settings->model_dir}, {"summary", model->Summary()}});
   if (pkm::Status s = pkm::CheckLimitsFitModel(settings->limits, model->config().max_seq_len);
@@ -166,7 +161,7 @@ int main(int argc, char** argv) {
   }
 
   pkmserve::v1::ModelInfo model_info = pkm::DescribeModel(*model, **engine, *settings);
-  model_info.set_tokenizer(tokenizer->has_text() ? "sentencepiece" : "none");
+  model_info.set_tokenizer(std::string(tokenizer->kind()));
   // The scheduler reports steps to the metrics, which read the scheduler's stats at a scrape:
   // declared so that the metrics outlive the scheduler.
   std::shared_ptr<pkm::ServerMetrics> metrics;

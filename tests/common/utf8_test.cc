@@ -27,6 +27,17 @@ TEST(Utf8, ReportsTheOffsetOfTheFirstBadByte) {
   EXPECT_EQ(FirstInvalidUtf8("\xC3\xA9\xC3\xA9\xF5"), 4u);
 }
 
+TEST(Utf8, ReplacesEachMaximalIllFormedSubpartWithOneReplacementCharacter) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(ReplaceInvalidUtf8("caf\xC3\xA9"), "caf\xC3\xA9");      // valid: unchanged
+  EXPECT_EQ(ReplaceInvalidUtf8("a\xE2\x82"), "a" + r);              // truncated at the end: one
+  EXPECT_EQ(ReplaceInvalidUtf8("\xE2\x82x"), r + "x");              // truncated in the middle
+  EXPECT_EQ(ReplaceInvalidUtf8("\x80\x80"), r + r);                 // stray continuations: each
+  EXPECT_EQ(ReplaceInvalidUtf8("\xF0\x9F\x90\x8B"), "\xF0\x9F\x90\x8B");  // U+1F40B
+  EXPECT_EQ(ReplaceInvalidUtf8("\xED\xA0\x80"), r + r + r);         // a surrogate: E0-9F range fails
+  EXPECT_EQ(FirstInvalidUtf8(ReplaceInvalidUtf8("\xFF\xC3(\xE2\x82")), std::nullopt);
+}
+
 TEST(Utf8, DescribesTheBadByteInOneWording) {
   EXPECT_EQ(DescribeInvalidUtf8("ab\xFFz", "stdin"),
             "stdin is not valid UTF-8: byte 2 (0xff) of 4 does not start a well-formed character");

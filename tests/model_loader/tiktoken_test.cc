@@ -114,13 +114,14 @@ TEST_F(TiktokenTest, SpecialTokensInTheTextAreEncodedAsSpecials) {
   EXPECT_EQ(tok->eos_id(), 100);
 }
 
-TEST_F(TiktokenTest, BytesOutsideTheVocabularyAreDroppedAndInvalidUtf8IsKept) {
+TEST_F(TiktokenTest, BytesOutsideTheVocabularyAreDroppedAndInvalidUtf8IsEncoded) {
   std::unique_ptr<Tokenizer> tok = LoadOk();
   ASSERT_NE(tok, nullptr);
   EXPECT_EQ(tok->Encode("a\u00e9b"), (Ids{0, 1}));  // é has no token here
-  // \xFF is not UTF-8 but is in the vocabulary: it survives the regex and round-trips.
+  // \xFF is not UTF-8 but is in the vocabulary: it survives the regex; decoded it is U+FFFD,
+  // as text in the API's string fields must be UTF-8.
   EXPECT_EQ(tok->Encode("a\377b"), (Ids{0, 9, 1}));  // \377 is \xFF
-  EXPECT_EQ(tok->Decode(tok->Encode("ab\377\377c")), "ab\377\377c");
+  EXPECT_EQ(tok->Decode(tok->Encode("ab\377\377c")), "ab\uFFFD\uFFFDc");
 }
 
 TEST_F(TiktokenTest, DecodeAndPieces) {
@@ -128,7 +129,7 @@ TEST_F(TiktokenTest, DecodeAndPieces) {
   ASSERT_NE(tok, nullptr);
   EXPECT_EQ(tok->vocab_size(), 103);  // one past the largest special id
   EXPECT_EQ(tok->IdToPiece(5), "ab");
-  EXPECT_EQ(tok->IdToPiece(9), "\xFF");
+  EXPECT_EQ(tok->IdToPiece(9), "\uFFFD");  // the byte \xFF, shown as text
   EXPECT_EQ(tok->IdToPiece(100), "<|eot|>");
   EXPECT_EQ(tok->IdToPiece(4), "");  // a hole in the ranks
   EXPECT_EQ(tok->IdToPiece(-1), "");

@@ -143,7 +143,7 @@ def test_command_line_writes_the_directory_and_the_tokenizer(tmp_path, root):
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"config.json", "model.safetensors", "tokenizer.model"}
 
 
-def test_a_tokenizer_that_is_not_sentencepiece_is_refused(tmp_path):
+def test_a_tokenizer_that_is_neither_sentencepiece_nor_tiktoken_is_refused(tmp_path):
     src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
     (tmp_path / "codes").write_text("t h 100\n")  # fastBPE codes
     from training.convert.common import Refused
@@ -174,3 +174,18 @@ def test_lingua_table_saved_under_one_layer_only(tmp_path):
     tokens = cs.sequences(64)[1]
     with torch.no_grad():
         assert (load_model(tmp_path / "out")(tokens.unsqueeze(0))[0] - forward(tokens)).abs().max() < TOL
+
+
+def test_a_tiktoken_file_becomes_the_directory_tokenizer_with_llama3_specials(tmp_path):
+    import base64
+    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
+    ranks = tmp_path / "tokenizer.model.tiktoken"
+    ranks.write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {b}\n" for b in range(256)))
+    cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", ranks])
+    assert (tmp_path / "out/tokenizer.tiktoken").read_bytes() == ranks.read_bytes()
+    meta = json.loads((tmp_path / "out/tiktoken.json").read_text())
+    assert meta["pattern"] == "llama3"
+    specials = meta["special_tokens"]
+    assert len(specials) == 256
+    assert specials["<|begin_of_text|>"] == 256 and specials["<|eot_id|>"] == 265
+    assert specials["<|reserved_special_token_250|>"] == 511

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from training.config import Config
-from training.convert.common import Refused
+from training.convert.tokenizers import install_tokenizer, tokenizer_kind
 from training.export import export
 from training.model import PKMTransformer
 
@@ -63,20 +63,12 @@ def write(cfg: Config, mapping: Mapping, out: Path, tokenizer: Optional[Path] = 
         if tuple(t.shape) != tuple(expected[name].shape):
             raise ValueError(f"convert: tensor {name!r} is {list(t.shape)}, format 2 expects {list(expected[name].shape)}")
     model.load_named_tensors({k: v.to(expected[k].dtype) for k, v in mapping.tensors.items()})
-    if tokenizer is not None:
-        check_sentencepiece(tokenizer)
-    export(model.eval(), tokenizer, Path(out))
+    kind = tokenizer_kind(Path(tokenizer)) if tokenizer is not None else None
+    export(model.eval(), None, Path(out))
+    if kind is not None:
+        install_tokenizer(Path(tokenizer), Path(out), kind)
+        log(f"tokenizer: {kind} from {tokenizer}")
     for line in mapping.summary():
         log(line)
     log(describe(cfg))
     return model
-
-
-def check_sentencepiece(path: Path):
-    """Only SentencePiece files are served today; anything else is refused rather than copied."""
-    import sentencepiece as spm  # here, so that conversions without a tokenizer do not need it
-    try:
-        spm.SentencePieceProcessor(model_file=str(path))
-    except Exception as e:  # sentencepiece raises RuntimeError/OSError for foreign files
-        raise Refused(f"--tokenizer {path}: not a SentencePiece model ({e}); only SentencePiece "
-                      f"tokenizers are served, convert the model without --tokenizer") from e

@@ -1,0 +1,22 @@
+// The tokenizer a model directory carries, chosen by its files (docs/model-format.md):
+//   tokenizer.model                 SentencePiece
+//   tokenizer.tiktoken + tiktoken.json
+//                                   tiktoken BPE ranks, with {"pattern": "cl100k" | "llama3" |
+//                                   a PCRE2 pattern, "special_tokens": {"<|text|>": id, ...}}
+//   neither                         none: the model is served on token ids (IdsOnlyTokenizer)
+// BOS and EOS are the config's. Errors name the file.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "model_loader/model_config.h"
+#include "model_loader/tokenizer.h"
+
+namespace pkm {
+
+StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string& dir,
+                                                        const ModelConfig& config);
+
+}  // namespace pkm
