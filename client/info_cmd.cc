@@ -45,6 +45,7 @@ int InfoCommand(const std::vector<std::string>& argv) {
         {"positions", info.positions()}, {"ffn", info.ffn()}, {"ffn_hidden", info.ffn_hidden()},
         {"n_kv_heads", info.n_kv_heads()}, {"head_dim", info.head_dim()},
         {"tied_embeddings", info.tied_embeddings()}, {"tokenizer", info.tokenizer()},
+        {"encodes_text", info.encodes_text()}, {"decodes_text", info.decodes_text()},
         {"vocab_size", info.vocab_size()}, {"d_model", info.d_model()},
         {"n_layers", info.n_layers()}, {"n_heads", info.n_heads()},
         {"max_seq_len", info.max_seq_len()}, {"bos_id", info.bos_id()},
@@ -81,8 +82,10 @@ int InfoCommand(const std::vector<std::string>& argv) {
               static_cast<long long>(info.parameter_count()), info.weight_dtype().c_str(),
               info.compute_dtype().c_str(), static_cast<double>(info.weight_bytes()) / (1 << 20));
   std::printf("device      %s\n", info.device().c_str());
-  std::printf("tokenizer   %s\n", info.tokenizer() == "none" ? "none: served on token ids only"
-                                                             : info.tokenizer().c_str());
+  std::printf("tokenizer   %s%s\n", info.tokenizer().c_str(),
+              !info.encodes_text() && !info.decodes_text() ? ": served on token ids only"
+              : !info.encodes_text() ? ": decodes only, prompts must be token ids"
+                                     : "");
   const auto& l = info.limits();
   std::printf("limits      prompt %u, new tokens %u, batch %u tokens/step, queue %u, KV cache "
               "%u tokens (%.1f MiB)\n",

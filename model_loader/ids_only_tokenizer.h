@@ -1,4 +1,4 @@
-// The tokenizer of a model directory without tokenizer.model (a converted checkpoint whose
+// The tokenizer of a model directory without a tokenizer's files (a converted checkpoint whose
 // vocabulary cannot be tokenized exactly, or a test model): it knows the vocabulary's size and
 // BOS/EOS ids only, so the model is served on token ids.
 #pragma once
@@ -15,7 +15,12 @@ class IdsOnlyTokenizer final : public Tokenizer {
   std::vector<int32_t> Encode(std::string_view) const override { return {}; }
   std::string Decode(std::span<const int32_t>) const override { return ""; }
   std::string IdToPiece(int32_t) const override { return ""; }
-  bool has_text() const override { return false; }
+  bool can_encode() const override { return false; }
+  bool can_decode() const override { return false; }
+  std::string_view missing_text_reason() const override {
+    return "its directory has no tokenizer (tokenizer.model, tokenizer.tiktoken or "
+           "xlm_dictionary.txt)";
+  }
   std::string_view kind() const override { return "none"; }
   int32_t vocab_size() const override { return vocab_size_; }
   int32_t bos_id() const override { return bos_id_; }

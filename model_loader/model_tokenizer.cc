@@ -9,6 +9,7 @@
 #include "model_loader/ids_only_tokenizer.h"
 #include "model_loader/tokenizer_sentencepiece.h"
 #include "model_loader/tokenizer_tiktoken.h"
+#include "model_loader/tokenizer_xlm.h"
 
 namespace pkm {
 namespace {
@@ -57,11 +58,17 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string& dir,
                                                         const ModelConfig& config) {
   const std::string sentencepiece = dir + "/tokenizer.model";
   const std::string tiktoken = dir + "/tokenizer.tiktoken";
+  const std::string xlm_dictionary = dir + "/xlm_dictionary.txt";
+  const std::string xlm_codes = dir + "/xlm_bpe_codes.txt";
   if (Exists(sentencepiece)) return LoadSentencePieceTokenizer(sentencepiece);
   if (Exists(tiktoken)) {
     PKM_ASSIGN_OR_RETURN(TiktokenOptions options,
                          ReadTiktokenOptions(dir + "/tiktoken.json", config));
     return LoadTiktokenTokenizer(tiktoken, options);
+  }
+  if (Exists(xlm_dictionary)) {
+    return LoadXlmTokenizer(xlm_dictionary, Exists(xlm_codes) ? xlm_codes : "",
+                            config.vocab_size, config.bos_id, config.eos_id);
   }
   return std::unique_ptr<Tokenizer>(
       std::make_unique<IdsOnlyTokenizer>(config.vocab_size, config.bos_id, config.eos_id));

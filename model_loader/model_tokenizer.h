@@ -3,7 +3,10 @@
 //   tokenizer.tiktoken + tiktoken.json
 //                                   tiktoken BPE ranks, with {"pattern": "cl100k" | "llama3" |
 //                                   a PCRE2 pattern, "special_tokens": {"<|text|>": id, ...}}
-//   neither                         none: the model is served on token ids (IdsOnlyTokenizer)
+//   xlm_dictionary.txt [+ xlm_bpe_codes.txt]
+//                                   XLM's dictionary, and the fastBPE codes that encode text
+//                                   (without them: token ids in, text out; tokenizer_xlm.h)
+//   none of these                   none: the model is served on token ids (IdsOnlyTokenizer)
 // BOS and EOS are the config's. Errors name the file.
 #pragma once
 

@@ -25,10 +25,16 @@ class Tokenizer {
   // The piece of one id as stored in the vocabulary ("▁the", "<0x0A>"); "" when out of range.
   virtual std::string IdToPiece(int32_t id) const = 0;
 
-  // False for a model served on token ids only (IdsOnlyTokenizer): nothing to encode text
-  // with, and decoding gives "". The server then refuses text fields, naming the ids field.
-  virtual bool has_text() const { return true; }
-  // "sentencepiece", "tiktoken" or "none" (GetModelInfo.tokenizer).
+  // What the tokenizer can do. A model served on token ids only (IdsOnlyTokenizer) can do
+  // neither: Encode gives {} and Decode "". An XLM dictionary without its BPE codes decodes but
+  // cannot encode. The server refuses the fields that need what is missing, with
+  // missing_text_reason() in the message.
+  virtual bool can_encode() const { return true; }
+  virtual bool can_decode() const { return true; }
+  // Why can_encode() or can_decode() is false ("its directory has no tokenizer ..."); "" when
+  // both are true.
+  virtual std::string_view missing_text_reason() const { return ""; }
+  // "sentencepiece", "tiktoken", "xlm" or "none" (GetModelInfo.tokenizer).
   virtual std::string_view kind() const = 0;
 
   virtual int32_t vocab_size() const = 0;

@@ -538,7 +538,9 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
       "tokenize", context, request_bytes, response_bytes,
       [this](const v1::TokenizeRequest& request, v1::TokenizeResponse* response,
              RequestOutcome* outcome) {
-        if (!tokenizer_->has_text()) return ToGrpcStatus(TextUnavailable("Tokenize", ""));
+        if (Status s = CheckTextUse("Tokenize", TextUse::kEncode, *tokenizer_, ""); !s.ok()) {
+          return ToGrpcStatus(s);
+        }
         if (!request.has_add_bos() || request.add_bos()) response->add_ids(tokenizer_->bos_id());
         for (int32_t id : tokenizer_->Encode(request.text())) response->add_ids(id);
         for (int32_t id : response->ids()) response->add_pieces(tokenizer_->IdToPiece(id));
@@ -554,7 +556,9 @@ grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerConte
       "detokenize", context, request_bytes, response_bytes,
       [this](const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response,
              RequestOutcome* outcome) {
-        if (!tokenizer_->has_text()) return ToGrpcStatus(TextUnavailable("Detokenize", ""));
+        if (Status s = CheckTextUse("Detokenize", TextUse::kDecode, *tokenizer_, ""); !s.ok()) {
+          return ToGrpcStatus(s);
+        }
         if (Status s = CheckTokenIds(request.ids(), model_config_.vocab_size, "ids"); !s.ok()) {
           return ToGrpcStatus(s);
         }

@@ -82,18 +82,21 @@ int main(int argc, char** argv) {
     }
   }
 
-  // A directory without tokenizer.model (a converted vocabulary that cannot be tokenized
-  // exactly) is served on token ids: text fields are refused, naming the ids field.
+  // A directory without a tokenizer (a converted vocabulary that cannot be tokenized exactly)
+  // is served on token ids: text fields are refused, naming the ids field.
   pkm::StatusOr<pkm::LoadedModel> model =
       pkm::LoadModel(settings->model_dir, {.require_tokenizer = false});
   if (!model.ok()) return Fail(kExitBadModel, model.status());
   auto loaded_tokenizer = pkm::LoadModelTokenizer(settings->model_dir, model->config());
   if (!loaded_tokenizer.ok()) return Fail(kExitBadModel, loaded_tokenizer.status());
   std::unique_ptr<pkm::Tokenizer> tokenizer = std::move(*loaded_tokenizer);
-  if (!tokenizer->has_text()) {
+  if (!tokenizer->can_encode()) {
     pkm::Log(pkm::LogLevel::kWarning,
-             settings->model_dir + " has no tokenizer (tokenizer.model or tokenizer.tiktoken): "
-             "serving token ids only (requests must send tokens, not text)");
+             "the model's tokenizer cannot encode text: " +
+                 std::string(tokenizer->missing_text_reason()) +
+                 (tokenizer->can_decode() ? "; prompts must be token ids (outputs are text)"
+                                          : "; serving token ids only (requests must send "
+                                            "tokens, not text)"));
   }
   Info("model loaded", {{"path", settings->model_dir}, {"summary", model->Summary()}});
   if (pkm::Status s = pkm::CheckLimitsFitModel(settings->limits, model->config().max_seq_len);
@@ -162,6 +165,8 @@ int main(int argc, char** argv) {
 
   pkmserve::v1::ModelInfo model_info = pkm::DescribeModel(*model, **engine, *settings);
   model_info.set_tokenizer(std::string(tokenizer->kind()));
+  model_info.set_encodes_text(tokenizer->can_encode());
+  model_info.set_decodes_text(tokenizer->can_decode());
   // The scheduler reports steps to the metrics, which read the scheduler's stats at a scrape:
   // declared so that the metrics outlive the scheduler.
   std::shared_ptr<pkm::ServerMetrics> metrics;

@@ -28,11 +28,22 @@ std::string Str(T v) {
 
 }  // namespace
 
-Status TextUnavailable(const std::string& what, const std::string& ids_field) {
+Status TextUnavailable(const std::string& what, TextUse use, const Tokenizer& tokenizer,
+                       const std::string& ids_field) {
+  const bool encode = use == TextUse::kEncode;
+  const bool ids_only = !tokenizer.can_encode() && !tokenizer.can_decode();
   return Status(StatusCode::kFailedPrecondition,
-                what + " needs a tokenizer, and this model is served on token ids only (its "
-                       "directory has no tokenizer.model)" +
+                what + " needs a tokenizer that " + (encode ? "encodes" : "decodes") +
+                    " text, and this model " +
+                    (ids_only ? "is served on token ids only" : "has none that does") + ": " +
+                    std::string(tokenizer.missing_text_reason()) +
                     (ids_field.empty() ? "" : "; send " + ids_field + " (token ids) instead"));
+}
+
+Status CheckTextUse(const std::string& what, TextUse use, const Tokenizer& tokenizer,
+                    const std::string& ids_field) {
+  const bool can = use == TextUse::kEncode ? tokenizer.can_encode() : tokenizer.can_decode();
+  return can ? Status() : TextUnavailable(what, use, tokenizer, ids_field);
 }
 
 namespace {
@@ -45,7 +56,7 @@ StatusOr<std::vector<int32_t>> InputTokens(bool is_text, const std::string& text
                                            const char* field) {
   std::vector<int32_t> tokens;
   if (is_text) {
-    if (!tokenizer.has_text()) return TextUnavailable("text", field);
+    PKM_RETURN_IF_ERROR(CheckTextUse("text", TextUse::kEncode, tokenizer, field));
     if (add_bos) tokens.push_back(tokenizer.bos_id());
     std::vector<int32_t> enc = tokenizer.Encode(text);
     tokens.insert(tokens.end(), enc.begin(), enc.end());
@@ -158,7 +169,9 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
     return Invalid("stop must have at most " + Str(kMaxStopStrings) + " strings, got " +
                    Str(request.stop_size()));
   }
-  if (request.stop_size() > 0 && !tokenizer.has_text()) return TextUnavailable("stop", "");
+  if (request.stop_size() > 0) {
+    PKM_RETURN_IF_ERROR(CheckTextUse("stop", TextUse::kDecode, tokenizer, ""));
+  }
   for (int i = 0; i < request.stop_size(); ++i) {
     const size_t n = request.stop(i).size();
     if (n == 0 || n > static_cast<size_t>(kMaxStopBytes)) {

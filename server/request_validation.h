@@ -35,9 +35,15 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
 StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
                                 const Tokenizer& tokenizer, const ModelConfig& config);
 
-// FAILED_PRECONDITION for a text field on a model served on token ids only: "WHAT needs a
-// tokenizer, ...; send IDS_FIELD (token ids) instead" (no suggestion when ids_field is empty).
-Status TextUnavailable(const std::string& what, const std::string& ids_field);
+// FAILED_PRECONDITION for a field that needs the tokenizer to encode (or decode) text when the
+// model's cannot: "WHAT needs a tokenizer that encodes text, and this model is served on token
+// ids only: <why>; send IDS_FIELD (token ids) instead" (no suggestion when ids_field is empty).
+enum class TextUse { kEncode, kDecode };
+Status TextUnavailable(const std::string& what, TextUse use, const Tokenizer& tokenizer,
+                       const std::string& ids_field);
+// OK when `tokenizer` can do `use`, else TextUnavailable.
+Status CheckTextUse(const std::string& what, TextUse use, const Tokenizer& tokenizer,
+                    const std::string& ids_field);
 
 // Ids for Detokenize: each in [0, vocab_size).
 Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, int vocab_size,

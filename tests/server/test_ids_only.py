@@ -36,6 +36,7 @@ def test_model_info_and_log_say_token_ids_only(request, served):
     assert info.returncode == 0, info.stderr
     j = json.loads(info.stdout)
     assert j["tokenizer"] == "none" and j["family"] == "llama"
+    assert j["encodes_text"] is False and j["decodes_text"] is False
     text = subprocess.run([pkm, "--server", address, "info"], capture_output=True, text=True,
                           timeout=60).stdout
     assert "tokenizer   none: served on token ids only" in text
@@ -64,11 +65,12 @@ def test_generate_on_token_ids_streams(api, served):
 
 
 @pytest.mark.parametrize("call,want", [
-    ("generate_text", "text needs a tokenizer, and this model is served on token ids only"),
+    ("generate_text", "text needs a tokenizer that encodes text, and this model is served on token "
+                      "ids only: its directory has no tokenizer"),
     ("score_text", "send tokens (token ids) instead"),
-    ("stop", "stop needs a tokenizer"),
-    ("tokenize", "Tokenize needs a tokenizer"),
-    ("detokenize", "Detokenize needs a tokenizer"),
+    ("stop", "stop needs a tokenizer that decodes text"),
+    ("tokenize", "Tokenize needs a tokenizer that encodes text"),
+    ("detokenize", "Detokenize needs a tokenizer that decodes text"),
 ])
 def test_text_is_refused_naming_what_to_send(api, served, call, want):
     pb, _ = api

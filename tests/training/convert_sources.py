@@ -109,7 +109,16 @@ def xlm_params(**overrides) -> dict:
     return p
 
 
-def xlm_checkpoint(path: Path, vocab=64, positions=80, params=None, flat_keys=False):
+def xlm_dictionary(vocab: int):
+    """XLM's dictionary order: <s> </s> <pad> <unk> <special0..9>, then the words."""
+    specials = ["<s>", "</s>", "<pad>", "<unk>"] + [f"<special{i}>" for i in range(10)]
+    return specials + [f"w{i}" for i in range(len(specials), vocab)]
+
+
+def xlm_checkpoint(path: Path, vocab=64, positions=80, params=None, flat_keys=False, words=None):
+    """words: the dictionary, id order (default xlm_dictionary(vocab)); its size is the vocab."""
+    words = words or xlm_dictionary(vocab)
+    vocab = len(words)
     params = params or xlm_params()
     d, L, H = params["emb_dim"], params["n_layers"], params["n_heads"]
     w = Weights(1)
@@ -134,10 +143,10 @@ def xlm_checkpoint(path: Path, vocab=64, positions=80, params=None, flat_keys=Fa
     w.state["pred_layer.proj.weight"] = w.state["embeddings.weight"]  # share_inout_emb
     w.bias("pred_layer.proj.bias", vocab)
     s = dict(w.state)
-    dico = {i: f"w{i}" for i in range(vocab)}
+    dico = dict(enumerate(words))
     torch.save({"model": {"module." + k: v for k, v in s.items()}, "params": argparse.Namespace(**params),
                 "dico_id2word": dico, "dico_word2id": {v: k for k, v in dico.items()},
-                "dico_counts": {f"w{i}": 1 for i in range(vocab)}}, path)
+                "dico_counts": {w: 1 for w in words}}, path)
 
     def memory(x, p, lookups):
         q = linear(x, s, p + "query_proj.query_mlps.0")

@@ -130,25 +130,68 @@ def test_a_source_tensor_left_unmapped_is_refused(tmp_path):
 
 
 def test_command_line_writes_the_directory_and_the_tokenizer(tmp_path, root):
-    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
+    step = tmp_path / "step"
+    cs.lingua_checkpoint(step)
     tokenizer = root / "models/pkm-small/tokenizer.model"
     if not tokenizer.exists():
         pytest.skip(f"{tokenizer} not present: no SentencePiece file to copy")
-    run = subprocess.run([sys.executable, "-m", "training.convert", "xlm", str(src), "--out", str(tmp_path / "out"),
+    run = subprocess.run([sys.executable, "-m", "training.convert", "lingua", str(step), "--out", str(tmp_path / "out"),
                           "--tokenizer", str(tokenizer)], cwd=root, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1].startswith("served as: family xlm")
+    assert run.stdout.strip().splitlines()[-1].startswith("served as: family llama")
     assert (tmp_path / "out/tokenizer.model").read_bytes() == tokenizer.read_bytes()
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"config.json", "model.safetensors", "tokenizer.model"}
 
 
-def test_a_tokenizer_that_is_neither_sentencepiece_nor_tiktoken_is_refused(tmp_path):
-    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
-    (tmp_path / "codes").write_text("t h 100\n")  # fastBPE codes
+def test_xlm_writes_its_dictionary_and_takes_its_fastbpe_codes(tmp_path):
+    words = cs.xlm_dictionary(64)
+    words[20] = "whal@@"
+    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth", words=words)
+    (tmp_path / "codes").write_text("w h 100\nwh a 90\n")
+    cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", tmp_path / "codes"])
+    assert (tmp_path / "out/xlm_dictionary.txt").read_text().splitlines() == words
+    assert (tmp_path / "out/xlm_bpe_codes.txt").read_text() == "w h 100\nwh a 90\n"
+    cs.convert(["xlm", src, "--out", tmp_path / "plain"])  # no codes: the dictionary alone
+    assert {p.name for p in (tmp_path / "plain").iterdir()} == {"config.json", "model.safetensors",
+                                                               "xlm_dictionary.txt"}
+
+
+@pytest.mark.parametrize("words,message", [
+    (["<unk>"] + [f"w{i}" for i in range(62)], "63 ids"),
+    (["<unk>", "two words"] + [f"w{i}" for i in range(62)], "holds whitespace"),
+    (["<unk>", "w1"] + [f"w{i}" for i in range(62)], "names a word twice"),
+    ([f"w{i}" for i in range(64)], "no <unk>"),
+])
+def test_xlm_dictionary_that_does_not_fit_is_refused(tmp_path, words, message):
+    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth", words=cs.xlm_dictionary(64))
+    ckpt = torch.load(src)
+    ckpt["dico_id2word"] = dict(enumerate(words))
+    torch.save(ckpt, src)
+    with pytest.raises(ValueError, match=message):
+        cs.convert(["xlm", src, "--out", tmp_path / "out"])
+
+
+def test_fastbpe_codes_need_an_xlm_dictionary_and_xlm_needs_its_codes(tmp_path, root):
     from training.convert.common import Refused
-    with pytest.raises(Refused, match="SentencePiece"):
-        cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", tmp_path / "codes"])
+    step = tmp_path / "step"
+    cs.lingua_checkpoint(step)
+    (tmp_path / "codes").write_text("t h 100\n")
+    with pytest.raises(Refused, match="need the XLM dictionary"):
+        cs.convert(["lingua", step, "--out", tmp_path / "out", "--tokenizer", tmp_path / "codes"])
+    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
+    sentencepiece = root / "models/pkm-small/tokenizer.model"
+    with pytest.raises(Refused, match="give the fastBPE codes it was trained with"):
+        cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", sentencepiece])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_of_no_known_kind_is_refused(tmp_path):
+    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
+    (tmp_path / "vocab.json").write_text('{"the": 1}\n')
+    from training.convert.common import Refused
+    with pytest.raises(Refused, match="neither a SentencePiece model, a tiktoken ranks file"):
+        cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", tmp_path / "vocab.json"])
     assert not (tmp_path / "out").exists()
 
 
@@ -178,10 +221,15 @@ def test_lingua_table_saved_under_one_layer_only(tmp_path):
 
 def test_a_tiktoken_file_becomes_the_directory_tokenizer_with_llama3_specials(tmp_path):
     import base64
-    src, _ = cs.xlm_checkpoint(tmp_path / "xlm.pth")
+    step = tmp_path / "step"
+    params = cs.lingua_params()
+    params["model"]["vocab_size"] = 512  # 256 byte ranks + Llama-3's 256 specials
+    cs.lingua_checkpoint(step, params=params)
     ranks = tmp_path / "tokenizer.model.tiktoken"
     ranks.write_text("".join(f"{base64.b64encode(bytes([b])).decode()} {b}\n" for b in range(256)))
-    cs.convert(["xlm", src, "--out", tmp_path / "out", "--tokenizer", ranks])
+    model, _ = cs.convert(["lingua", step, "--out", tmp_path / "out", "--tokenizer", ranks])
+    # BOS and EOS default to Llama-3's, as lingua's tiktoken tokenizer numbers them.
+    assert (model.cfg.bos_id, model.cfg.eos_id) == (256, 257)
     assert (tmp_path / "out/tokenizer.tiktoken").read_bytes() == ranks.read_bytes()
     meta = json.loads((tmp_path / "out/tiktoken.json").read_text())
     assert meta["pattern"] == "llama3"

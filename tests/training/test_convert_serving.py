@@ -1,7 +1,9 @@
-"""Converted models served end to end: an XLM checkpoint and a Memory Layers at Scale one,
-converted with the bundled SentencePiece tokenizer, served by pkmserve; `pkm score` on a text
-equals the perplexity of the SOURCE forward (tests/training/convert_sources.py) on the same
-ids within 1e-4, and `pkm generate` streams.
+"""Converted models served end to end: an XLM checkpoint with its dictionary and fastBPE codes
+(learned here on a Debian licence text), and a Memory Layers at Scale one with the bundled
+SentencePiece tokenizer, served by pkmserve; `pkm score` on a text equals the perplexity of the
+SOURCE forward (tests/training/convert_sources.py) on the same ids within 1e-4, and `pkm
+generate` streams. The XLM model's tokenize and detokenize equal XLM's pipeline
+(tests/training/xlm_bpe.py) on real text, and without its codes it takes ids and returns text.
 
 ctest runs it as convert.ServesEndToEnd with the built binaries; a plain `pytest tests/training`
 skips it when they have not been built.
@@ -13,19 +15,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 import torch
 import torch.nn.functional as F
 
 import convert_sources as cs
+import xlm_bpe
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "client"))
 sys.path.insert(0, str(ROOT))
 from tests.client.servers import run_pkm, start_server  # noqa: E402
+from tests.server.conftest import api  # noqa: E402,F401 (the generated gRPC stubs, a fixture)
 
 TOKENIZER = ROOT / "models/pkm-small/tokenizer.model"
 TEXT = "The whale swam past the ship, and the sailors watched it go under the grey waves."
+# XLM's codes and dictionary are learned on one licence and checked on others, so that words
+# outside the dictionary (split back by its vocabulary check, or <unk>) occur.
+BPE_CORPUS = Path("/usr/share/common-licenses/GPL-3")
+BPE_CHECKED = [Path("/usr/share/common-licenses/Apache-2.0"), Path("/usr/share/common-licenses/MPL-2.0"),
+               Path("/usr/share/common-licenses/Artistic")]
+
+
+@pytest.fixture(scope="module")
+def xlm_bpe_files(tmp_path_factory):
+    """(codes path, dictionary words, reference Bpe)."""
+    codes, words = xlm_bpe.build(BPE_CORPUS.read_text(), merges=1500, size=1200)
+    path = tmp_path_factory.mktemp("bpe") / "codes"
+    path.write_text(xlm_bpe.codes_text(codes))
+    return path, words, xlm_bpe.Bpe(codes, words)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +57,16 @@ def binaries(request):
 
 
 @pytest.fixture(scope="module")
-def served(binaries, tmp_path_factory):
-    """name -> (gRPC address, source forward)."""
+def served(binaries, xlm_bpe_files, tmp_path_factory):
+    """name -> (gRPC address, source forward); "xlm_ids" is the XLM model without its codes."""
     tmp = tmp_path_factory.mktemp("served")
     sources = {}
-    src, forward = cs.xlm_checkpoint(tmp / "xlm.pth", vocab=8000)
-    cs.convert(["xlm", src, "--out", tmp / "xlm", "--tokenizer", TOKENIZER])
+    codes, words, _ = xlm_bpe_files
+    src, forward = cs.xlm_checkpoint(tmp / "xlm.pth", words=words)
+    cs.convert(["xlm", src, "--out", tmp / "xlm", "--tokenizer", codes])
     sources["xlm"] = forward
+    cs.convert(["xlm", src, "--out", tmp / "xlm_ids"])
+    sources["xlm_ids"] = forward
     params = cs.lingua_params()
     params["model"]["vocab_size"] = 8000
     step = tmp / "lingua/checkpoints/0000000010"
@@ -57,10 +79,19 @@ def served(binaries, tmp_path_factory):
                                         "--kv-cache-bytes", "8M", "--metrics-listen", "off")
         procs.append(proc)
         out[name] = (address, forward)
+    out["xlm_words"], out["xlm_bpe"] = words, xlm_bpe_files[2]
     yield out
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+def words_of(served):
+    return served["xlm_words"]
+
+
+def xlm_bpe_reference(served):
+    return served["xlm_bpe"]
 
 
 def source_perplexity(forward, ids):
@@ -76,6 +107,8 @@ def test_score_equals_the_source_forward(binaries, served, name, tmp_path):
     tok = run_pkm(binaries[1], "--server", address, "tokenize", "--json", TEXT)
     assert tok.returncode == 0, tok.stderr
     ids = json.loads(tok.stdout)["ids"]
+    if name == "xlm":  # BOS is XLM's </s>
+        assert ids == [1] + xlm_bpe.index(words_of(served), xlm_bpe_reference(served).apply(TEXT))
     (tmp_path / "text.txt").write_text(TEXT)
     score = run_pkm(binaries[1], "--server", address, "score", "--json", str(tmp_path / "text.txt"))
     assert score.returncode == 0, score.stderr
@@ -96,3 +129,41 @@ def test_generate_streams(binaries, served, name):
     assert events[-1]["finish_reason"] == "FINISH_REASON_LENGTH"
     info = json.loads(run_pkm(binaries[1], "--server", address, "info", "--json").stdout)
     assert info["family"] == {"xlm": "xlm", "lingua": "llama"}[name]
+
+
+def pkm_json(binaries, address, *args):
+    out = run_pkm(binaries[1], "--server", address, *args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("path", BPE_CHECKED, ids=lambda p: p.name)
+def test_xlm_tokenizes_and_detokenizes_as_xlm_does(binaries, served, path):
+    address, words, bpe = served["xlm"][0], served["xlm_words"], served["xlm_bpe"]
+    text = path.read_text()
+    got = pkm_json(binaries, address, "tokenize", "--no-bos", "--file", str(path))
+    want = xlm_bpe.index(words, bpe.apply(text))
+    assert len(want) > 1000 and xlm_bpe.UNK in want  # long enough, and it meets unknown words
+    assert got["ids"] == want
+    assert got["pieces"][:50] == [words[i] for i in want[:50]]
+    # Detokenize gives XLM's tokenized text back: the words, with continued pieces joined.
+    detok = pkm_json(binaries, address, "detokenize", *map(str, want[:3000]))
+    assert detok["text"] == xlm_bpe.detokenize(words, want[:3000])
+
+
+def test_xlm_without_codes_takes_ids_and_returns_text(binaries, served, api):
+    pb, _ = api
+    address, words = served["xlm_ids"][0], served["xlm_words"]
+    info = pkm_json(binaries, address, "info")
+    assert (info["tokenizer"], info["encodes_text"], info["decodes_text"]) == ("xlm", False, True)
+    refused = run_pkm(binaries[1], "--server", address, "tokenize", "the whale")
+    assert refused.returncode != 0 and "xlm_bpe_codes.txt" in refused.stderr, refused.stderr
+    ids = [1, words.index("the"), words.index("work")]
+    assert pkm_json(binaries, address, "detokenize", *map(str, ids))["text"] == "the work"
+    with grpc.insecure_channel(address) as channel:
+        stub = api[1].InferenceStub(channel)
+        req = pb.GenerateRequest(tokens=pb.TokenIds(ids=ids), max_new_tokens=8, ignore_eos=True, seed=1)
+        msgs = list(stub.Generate(req, timeout=60))
+    generated = [t.id for m in msgs for t in m.tokens]
+    assert len(generated) == 8
+    assert "".join(m.text for m in msgs) == xlm_bpe.detokenize(words, ids + generated)[len("the work"):]

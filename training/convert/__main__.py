@@ -7,6 +7,7 @@ import torch
 
 from training.convert import lingua, lucidrains, xlm
 from training.convert.common import Refused
+from training.convert.tokenizers import default_bos_eos, tokenizer_kind
 from training.convert.writer import write
 
 SOURCES = {"xlm": xlm, "lingua": lingua, "lucidrains": lucidrains}
@@ -19,7 +20,8 @@ def parse(argv=None):
         p = sub.add_parser(name, help=module.__doc__.splitlines()[0])
         p.add_argument("src", type=Path)
         p.add_argument("--out", type=Path, required=True)
-        p.add_argument("--tokenizer", type=Path, help="a SentencePiece model, copied to DIR/tokenizer.model")
+        p.add_argument("--tokenizer", type=Path, help="a SentencePiece model, a tiktoken ranks file, or (xlm) the "
+                                                          "fastBPE codes the model was trained with")
         module.add_arguments(p)
     return ap.parse_args(argv)
 
@@ -29,6 +31,11 @@ def run(argv=None, log=print):
     args = vars(parse(argv))
     module = SOURCES[args.pop("source")]
     src, out, tokenizer = args.pop("src"), args.pop("out"), args.pop("tokenizer")
+    if tokenizer is not None and "bos_id" in args:
+        implied = default_bos_eos(tokenizer, tokenizer_kind(tokenizer))
+        for key, value in zip(("bos_id", "eos_id"), implied or ()):
+            if args[key] is None:
+                args[key] = value
     with torch.no_grad():
         cfg, mapping = module.convert(src, **args)
         return write(cfg, mapping, out, tokenizer, log)

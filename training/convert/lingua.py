@@ -167,7 +167,9 @@ def _put_tables(memories, tables, args, m: Mapping):
 
 
 def add_arguments(ap):
-    ap.add_argument("--bos-id", type=int, help="begin-of-sequence id (default 1, SentencePiece's)")
-    ap.add_argument("--eos-id", type=int, help="end-of-sequence id (default 2)")
+    ap.add_argument("--bos-id", type=int, help="begin-of-sequence id (default: <|begin_of_text|> with a "
+                                                         "tiktoken --tokenizer, else 1, SentencePiece's)")
+    ap.add_argument("--eos-id", type=int, help="end-of-sequence id (default: <|end_of_text|> with a "
+                                                         "tiktoken --tokenizer, else 2)")
     ap.add_argument("--max-seq-len", type=int, help="served context (default: params.json's max_seqlen)")
     ap.add_argument("--knn", type=int, help="slots read per memory head (default: productkey_args.mem_knn)")

@@ -3,6 +3,8 @@
   a tiktoken ranks file      -> tokenizer.tiktoken + tiktoken.json (Llama-3's pattern and its 256
                                 special tokens, numbered after the last rank, as Meta's
                                 llama/tokenizer.py numbers them)
+  fastBPE codes              -> xlm_bpe_codes.txt, beside the xlm_dictionary.txt that an XLM
+                                checkpoint's dico_id2word gives (XLM models only)
 anything else is refused, naming the file."""
 import base64
 import binascii
@@ -36,6 +38,23 @@ def tiktoken_ranks(path: Path):
     return count or None
 
 
+def is_fastbpe_codes(path: Path) -> bool:
+    """fastBPE's codes: `left right count` per line."""
+    lines = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                fields = line.split()
+                if len(fields) != 3 or not fields[2].isdigit():
+                    return False
+                lines += 1
+    except (UnicodeDecodeError, OSError):
+        return False
+    return lines > 0
+
+
 def is_sentencepiece(path: Path) -> bool:
     import sentencepiece as spm  # here, so that conversions without a tokenizer do not need it
     try:
@@ -46,19 +65,44 @@ def is_sentencepiece(path: Path) -> bool:
 
 
 def tokenizer_kind(path: Path) -> str:
-    """"sentencepiece" or "tiktoken"; refuses anything else, before a file is written."""
+    """"sentencepiece", "tiktoken" or "fastbpe"; refuses anything else, before a file is written."""
     if is_sentencepiece(path):
         return "sentencepiece"
-    if tiktoken_ranks(path) is None:
-        raise Refused(f"--tokenizer {path}: neither a SentencePiece model nor a tiktoken ranks file "
-                      f"(base64 token and rank per line); convert the model without --tokenizer to "
-                      f"serve it on token ids")
-    return "tiktoken"
+    if tiktoken_ranks(path) is not None:
+        return "tiktoken"
+    if is_fastbpe_codes(path):
+        return "fastbpe"
+    raise Refused(f"--tokenizer {path}: neither a SentencePiece model, a tiktoken ranks file (base64 "
+                  f"token and rank per line) nor fastBPE codes (left right count per line); convert "
+                  f"the model without --tokenizer to serve it on token ids")
+
+
+def check_tokenizer_fits(kind: str, path: Path, files: dict):
+    """fastBPE codes only mean something with the dictionary of the model they trained."""
+    if kind == "fastbpe" and "xlm_dictionary.txt" not in files:
+        raise Refused(f"--tokenizer {path}: fastBPE codes, which need the XLM dictionary their model "
+                      f"was trained with, and this checkpoint has none (XLM's dico_id2word)")
+    if kind != "fastbpe" and "xlm_dictionary.txt" in files:
+        raise Refused(f"--tokenizer {path}: a {kind} tokenizer for an XLM model, whose ids are its "
+                      f"dictionary's: give the fastBPE codes it was trained with, or no --tokenizer "
+                      f"(its dictionary then decodes, and prompts are token ids)")
+
+
+def default_bos_eos(path: Path, kind: str):
+    """(BOS, EOS) a tokenizer implies, or None: a tiktoken file gets Llama-3's
+    <|begin_of_text|> and <|end_of_text|>, numbered after its last rank."""
+    if kind != "tiktoken":
+        return None
+    ranks = tiktoken_ranks(path)
+    return ranks + LLAMA3_SPECIALS.index("<|begin_of_text|>"), ranks + LLAMA3_SPECIALS.index("<|end_of_text|>")
 
 
 def install_tokenizer(path: Path, out: Path, kind: str):
     if kind == "sentencepiece":
         shutil.copyfile(path, out / "tokenizer.model")
+        return
+    if kind == "fastbpe":
+        shutil.copyfile(path, out / "xlm_bpe_codes.txt")
         return
     shutil.copyfile(path, out / "tokenizer.tiktoken")
     ranks = tiktoken_ranks(path)

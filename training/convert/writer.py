@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from training.config import Config
-from training.convert.tokenizers import install_tokenizer, tokenizer_kind
+from training.convert.tokenizers import check_tokenizer_fits, install_tokenizer, tokenizer_kind
 from training.export import export
 from training.model import PKMTransformer
 
@@ -20,6 +20,11 @@ class Mapping:
     def __init__(self):
         self.tensors: Dict[str, torch.Tensor] = {}
         self.groups: Dict[str, List[Tuple[str, str, str]]] = {}
+        self.files: Dict[str, Tuple[str, str]] = {}  # name -> (text, what it is, for the log)
+
+    def put_file(self, name: str, text: str, what: str):
+        """A file of the model directory besides the tensors (a vocabulary the source carries)."""
+        self.files[name] = (text, what)
 
     def put(self, group: str, name: str, tensor: torch.Tensor, source: str, how: str = ""):
         if name in self.tensors:
@@ -64,7 +69,12 @@ def write(cfg: Config, mapping: Mapping, out: Path, tokenizer: Optional[Path] = 
             raise ValueError(f"convert: tensor {name!r} is {list(t.shape)}, format 2 expects {list(expected[name].shape)}")
     model.load_named_tensors({k: v.to(expected[k].dtype) for k, v in mapping.tensors.items()})
     kind = tokenizer_kind(Path(tokenizer)) if tokenizer is not None else None
+    if kind is not None:
+        check_tokenizer_fits(kind, Path(tokenizer), mapping.files)
     export(model.eval(), None, Path(out))
+    for name, (text, what) in mapping.files.items():
+        (Path(out) / name).write_text(text)
+        log(f"tokenizer: {what} -> {name}")
     if kind is not None:
         install_tokenizer(Path(tokenizer), Path(out), kind)
         log(f"tokenizer: {kind} from {tokenizer}")

@@ -107,8 +107,24 @@ def _memory(t: Tensors, prefix: str, layer: int, placement: str, params: dict, d
                   v_dim=values.shape[1], query_bias=b is not None)
 
 
+def dictionary_text(dico, vocab: int) -> str:
+    """dico_id2word as xlm_dictionary.txt: one word per line, line i = id i."""
+    if sorted(dico) != list(range(vocab)):
+        raise ValueError(f"XLM dico_id2word has {len(dico)} ids, not exactly 0..{vocab - 1} of the "
+                         f"{vocab}-row embedding")
+    words = [str(dico[i]) for i in range(vocab)]
+    bad = next((w for w in words if not w or w.split() != [w]), None)
+    if bad is not None:
+        raise ValueError(f"XLM dico_id2word word {bad!r} is empty or holds whitespace")
+    if len(set(words)) != vocab:
+        raise ValueError("XLM dico_id2word names a word twice")
+    if "<unk>" not in words:
+        raise ValueError("XLM dico_id2word has no <unk>, which words outside it encode to")
+    return "".join(w + "\n" for w in words)
+
+
 def convert(src: Path, max_seq_len=None):
-    state, params, _ = load(src)
+    state, params, dico = load(src)
     check_options(params)
     check_memories(params, state)
     t = Tensors(state, str(src), ignored=("num_batches_tracked",))
@@ -127,6 +143,8 @@ def convert(src: Path, max_seq_len=None):
     if d % n_heads:
         raise ValueError(f"XLM params: n_heads={n_heads} does not divide emb_dim={d}")
     m = Mapping()
+    if dico is not None:
+        m.put_file("xlm_dictionary.txt", dictionary_text(dico, vocab), f"XLM dictionary ({vocab} words)")
     m.put("embeddings", "tok_embeddings.weight", emb, "embeddings.weight")
     m.put("embeddings", "pos_embeddings.weight", pos, "position_embeddings.weight")
     m.put("embeddings", "emb_norm.weight", t.get("layer_norm_emb.weight"), "layer_norm_emb.weight")
