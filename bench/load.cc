@@ -10,7 +10,7 @@
 #include <random>
 #include <utility>
 
-#include "model_loader/tokenizer_sentencepiece.h"
+#include "model_loader/model_tokenizer.h"
 
 namespace pkm::bench {
 
@@ -23,7 +23,7 @@ void Die(const std::string& what, const Status& s) {
 BenchModel LoadOrDie(const std::string& dir) {
   auto model = LoadModel(dir);
   if (!model.ok()) Die("loading " + dir, model.status());
-  auto tokenizer = LoadSentencePieceTokenizer(model->tokenizer_path());
+  auto tokenizer = LoadModelTokenizer(*model);
   if (!tokenizer.ok()) Die("tokenizer", tokenizer.status());
   return {std::move(*model), std::move(*tokenizer)};
 }

@@ -54,6 +54,9 @@ class JsonFields {
   std::set<std::string, std::less<>> read_;
 };
 
+// kInvalidArgument "FILE: field 'FIELD': WHAT", the shape of every config.json error.
+Status FieldError(std::string_view file, std::string_view field, const std::string& what);
+
 // "string \"256\"", "number 256.5": the found side of a type error.
 std::string DescribeJson(const nlohmann::json& v);
 

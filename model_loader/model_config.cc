@@ -14,13 +14,7 @@ namespace pkm {
 namespace {
 
 using json = nlohmann::json;
-
-Status FieldError(std::string_view path, const std::string& field, const std::string& what) {
-  std::string message(path);
-  message += ": field '";
-  message += field;
-  return InvalidArgumentError(message + "': " + what);
-}
+using internal_loader::FieldError;
 
 std::string Str(double v) {
   char buf[32];

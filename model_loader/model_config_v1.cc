@@ -83,9 +83,7 @@ std::string Quote(std::string_view s) {
   return quoted += "'";
 }
 
-Status FieldError(std::string_view path, std::string_view field, const std::string& what) {
-  return InvalidArgumentError(std::string(path) + ": field " + Quote(field) + ": " + what);
-}
+using internal_loader::FieldError;
 
 std::string Describe(const json& v) { return internal_loader::DescribeJson(v); }
 

@@ -106,12 +106,12 @@ Status ValidateTensors(const ModelConfig& config, const SafetensorsFile& weights
   return OkStatus();
 }
 
-StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options) {
+StatusOr<LoadedModel> LoadModel(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     return NotFoundError(dir +
-                         ": no such model directory (expected config.json, "
-                         "model.safetensors and tokenizer.model inside; training/export.py "
+                         ": no such model directory (expected config.json and "
+                         "model.safetensors inside, and a tokenizer's files; training/export.py "
                          "writes them)");
   }
   PKM_ASSIGN_OR_RETURN(ModelConfig config,
@@ -119,27 +119,11 @@ StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& optio
   PKM_ASSIGN_OR_RETURN(SafetensorsFile weights,
                        SafetensorsFile::Open(internal_loader::JoinPath(dir, "model.safetensors")));
   PKM_RETURN_IF_ERROR(ValidateTensors(config, weights));
-
-  std::string tokenizer_path = internal_loader::JoinPath(dir, "tokenizer.model");
-  struct stat tokenizer_stat;
-  if (!options.require_tokenizer && ::stat(tokenizer_path.c_str(), &tokenizer_stat) != 0) {
-    return LoadedModel(dir, std::move(config), std::move(weights), "");
-  }
-  PKM_ASSIGN_OR_RETURN(const int fd,
-                       internal_loader::OpenRegularFile(
-                           tokenizer_path,
-                           "the model directory needs its SentencePiece model; training/export.py "
-                           "copies it there"));
-  ::close(fd);
-  return LoadedModel(dir, std::move(config), std::move(weights), std::move(tokenizer_path));
+  return LoadedModel(dir, std::move(config), std::move(weights));
 }
 
-LoadedModel::LoadedModel(std::string dir, ModelConfig config, SafetensorsFile weights,
-                         std::string tokenizer_path)
-    : dir_(std::move(dir)),
-      config_(std::move(config)),
-      weights_(std::move(weights)),
-      tokenizer_path_(std::move(tokenizer_path)) {}
+LoadedModel::LoadedModel(std::string dir, ModelConfig config, SafetensorsFile weights)
+    : dir_(std::move(dir)), config_(std::move(config)), weights_(std::move(weights)) {}
 
 int64_t LoadedModel::parameter_count() const {
   int64_t n = 0;

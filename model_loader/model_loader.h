@@ -28,12 +28,6 @@
 
 namespace pkm {
 
-struct LoadOptions {
-  // false: a directory without tokenizer.model loads too (tokenizer_path() is then empty), as
-  // the test models of every family do, which are run on token ids only.
-  bool require_tokenizer = true;
-};
-
 class LoadedModel {
  public:
   LoadedModel(LoadedModel&&) noexcept = default;
@@ -48,8 +42,6 @@ class LoadedModel {
   // Every weight, sorted by name.
   const std::vector<TensorView>& tensors() const { return weights_.tensors(); }
   const SafetensorsFile& weights() const { return weights_; }
-  // Empty when the directory has none (LoadOptions::require_tokenizer false).
-  const std::string& tokenizer_path() const { return tokenizer_path_; }
 
   // Elements of all tensors (tied embeddings counted once).
   int64_t parameter_count() const;
@@ -60,18 +52,17 @@ class LoadedModel {
   std::string Summary() const;
 
  private:
-  friend StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options);
-  LoadedModel(std::string dir, ModelConfig config, SafetensorsFile weights,
-              std::string tokenizer_path);
+  friend StatusOr<LoadedModel> LoadModel(const std::string& dir);
+  LoadedModel(std::string dir, ModelConfig config, SafetensorsFile weights);
 
   std::string dir_;
   ModelConfig config_;
   SafetensorsFile weights_;
-  std::string tokenizer_path_;
 };
 
-// Loads and validates the model in `dir`.
-StatusOr<LoadedModel> LoadModel(const std::string& dir, const LoadOptions& options = {});
+// Loads and validates the model in `dir`: config.json and model.safetensors. Its tokenizer is
+// LoadModelTokenizer's (model_tokenizer.h).
+StatusOr<LoadedModel> LoadModel(const std::string& dir);
 
 // The tensor checks of LoadModel: `weights` holds exactly ExpectedTensors(config) (first
 // missing, then shape and dtype in spec order, then unexpected tensors are reported).

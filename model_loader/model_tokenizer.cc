@@ -54,8 +54,9 @@ StatusOr<TiktokenOptions> ReadTiktokenOptions(const std::string& path, const Mod
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string& dir,
-                                                        const ModelConfig& config) {
+StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const LoadedModel& model) {
+  const std::string& dir = model.dir();
+  const ModelConfig& config = model.config();
   const std::string sentencepiece = dir + "/tokenizer.model";
   const std::string tiktoken = dir + "/tokenizer.tiktoken";
   const std::string xlm_dictionary = dir + "/xlm_dictionary.txt";

@@ -14,12 +14,11 @@
 #include <string>
 
 #include "common/status.h"
-#include "model_loader/model_config.h"
+#include "model_loader/model_loader.h"
 #include "model_loader/tokenizer.h"
 
 namespace pkm {
 
-StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const std::string& dir,
-                                                        const ModelConfig& config);
+StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const LoadedModel& model);
 
 }  // namespace pkm

@@ -85,9 +85,9 @@ int main(int argc, char** argv) {
   // A directory without a tokenizer (a converted vocabulary that cannot be tokenized exactly)
   // is served on token ids: text fields are refused, naming the ids field.
   pkm::StatusOr<pkm::LoadedModel> model =
-      pkm::LoadModel(settings->model_dir, {.require_tokenizer = false});
+      pkm::LoadModel(settings->model_dir);
   if (!model.ok()) return Fail(kExitBadModel, model.status());
-  auto loaded_tokenizer = pkm::LoadModelTokenizer(settings->model_dir, model->config());
+  auto loaded_tokenizer = pkm::LoadModelTokenizer(*model);
   if (!loaded_tokenizer.ok()) return Fail(kExitBadModel, loaded_tokenizer.status());
   std::unique_ptr<pkm::Tokenizer> tokenizer = std::move(*loaded_tokenizer);
   if (!tokenizer->can_encode()) {

@@ -49,7 +49,7 @@ class FamilyTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     const std::string dir = FamiliesDir() + "/" + GetParam();
-    auto model = LoadModel(dir, {.require_tokenizer = false});
+    auto model = LoadModel(dir);
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::make_unique<LoadedModel>(std::move(*model));
     auto golden = SafetensorsFile::Open(dir + "/golden.safetensors");

@@ -38,7 +38,6 @@ TEST_F(ModelLoaderTest, LoadsTinyModel) {
   const LoadedModel& m = *loaded;
   EXPECT_EQ(m.dir(), dir_.path());
   EXPECT_EQ(m.config().d_model, 16);
-  EXPECT_EQ(m.tokenizer_path(), dir_.Join("tokenizer.model"));
   EXPECT_EQ(m.tensors().size(), model_.tensors.size());
 
   const TensorView* keys = m.FindTensor("layers.1.pkm.keys");
@@ -136,16 +135,6 @@ TEST_F(ModelLoaderTest, MissingSafetensors) {
   std::filesystem::remove(WeightsPath());
   EXPECT_TRUE(IsError(LoadModel(dir_.path()).status(), StatusCode::kNotFound,
                       {WeightsPath(), "no such file"}));
-}
-
-TEST_F(ModelLoaderTest, MissingTokenizer) {
-  model_.write_tokenizer = false;
-  EXPECT_TRUE(IsError(WriteAndLoad(model_).status(), StatusCode::kNotFound,
-                      {dir_.Join("tokenizer.model"), "SentencePiece"}));
-  // Token-id models (the family test models) may do without one when the caller says so.
-  StatusOr<LoadedModel> ids_only = LoadModel(dir_.path(), {.require_tokenizer = false});
-  ASSERT_TRUE(ids_only.ok()) << ids_only.status();
-  EXPECT_EQ(ids_only->tokenizer_path(), "");
 }
 
 TEST_F(ModelLoaderTest, BadConfigNamesConfigFileAndField) {

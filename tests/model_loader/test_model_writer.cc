@@ -158,8 +158,6 @@ void TestModel::RebuildTensors(uint32_t seed) {
 void TestModel::Write(const std::string& dir) const {
   WriteFile(dir + "/config.json", config.dump(2));
   WriteSafetensors(dir + "/model.safetensors", tensors, metadata);
-  if (write_tokenizer)
-    WriteFile(dir + "/tokenizer.model", "placeholder, not a SentencePiece model");
 }
 
 void WriteSafetensors(const std::string& path, const std::map<std::string, TestTensor>& tensors,

@@ -50,7 +50,6 @@ struct TestModel {
   std::map<std::string, TestTensor> tensors;
   std::map<std::string, std::string> metadata = {{"format", "pt"},
                                                  {"pkmserve_format_version", "1"}};
-  bool write_tokenizer = true;
 
   // vocab 32, d_model 16, 2 layers, 2 heads, d_ff 32, a memory in layer 1 (replace mode) with
   // 2 heads, knn 2, n_keys 4, k_dim 8; float32; tied embeddings.
@@ -60,9 +59,7 @@ struct TestModel {
   // sizes, pkm_layers, pkm_mode or tie_embeddings in `config`), in config["dtype"].
   void RebuildTensors(uint32_t seed = 1);
 
-  // Writes config.json, model.safetensors and, when write_tokenizer, a placeholder
-  // tokenizer.model (not a SentencePiece model: the loader only checks it is readable) into
-  // `dir`, which must exist.
+  // Writes config.json and model.safetensors (no tokenizer) into `dir`, which must exist.
   void Write(const std::string& dir) const;
 };
 

@@ -11,7 +11,7 @@
 #include "engine/engine.h"
 #include "kernels/cpu/backend/cpu_backend.h"
 #include "model_loader/model_loader.h"
-#include "model_loader/tokenizer_sentencepiece.h"
+#include "model_loader/model_tokenizer.h"
 
 namespace pkm {
 
@@ -21,7 +21,7 @@ class ModelTest : public ::testing::Test {
     auto model = LoadModel("models/pkm-small");
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     model_ = new LoadedModel(std::move(*model));
-    auto tok = LoadSentencePieceTokenizer(model_->tokenizer_path());
+    auto tok = LoadModelTokenizer(*model_);
     ASSERT_TRUE(tok.ok()) << tok.status().ToString();
     tokenizer_ = tok->release();
   }
