@@ -73,6 +73,11 @@ def served(binaries, xlm_bpe_files, tmp_path_factory):
     src, forward = cs.lingua_checkpoint(step, params=params)
     cs.convert(["lingua", step, "--out", tmp / "lingua", "--tokenizer", TOKENIZER])
     sources["lingua"] = forward
+    # lucidrains' package has no tokenizer of its own: served on token ids.
+    src, forward = cs.lucidrains_checkpoint(tmp / "lucidrains.pt", tmp / "layout.json")
+    cs.convert(["lucidrains", src, "--layout", tmp / "layout.json", "--topk", cs.PKM_TOPK, "--out",
+                tmp / "lucidrains"])
+    sources["lucidrains"] = forward
     procs, out = [], {}
     for name, forward in sources.items():
         proc, address, _ = start_server(binaries[0], "--model", str(tmp / name), "--threads", "2",
@@ -129,6 +134,24 @@ def test_generate_streams(binaries, served, name):
     assert events[-1]["finish_reason"] == "FINISH_REASON_LENGTH"
     info = json.loads(run_pkm(binaries[1], "--server", address, "info", "--json").stdout)
     assert info["family"] == {"xlm": "xlm", "lingua": "llama"}[name]
+
+
+def test_lucidrains_scores_and_streams_on_token_ids(binaries, served, api):
+    pb, rpc = api
+    address, forward = served["lucidrains"]
+    ids = cs.sequences(64)[2].tolist()
+    with grpc.insecure_channel(address) as channel:
+        stub = rpc.InferenceStub(channel)
+        scored = stub.Score(pb.ScoreRequest(tokens=pb.TokenIds(ids=ids)), timeout=60)
+        msgs = list(stub.Generate(pb.GenerateRequest(tokens=pb.TokenIds(ids=ids[:5]), max_new_tokens=6,
+                                                     ignore_eos=True, seed=1), timeout=60))
+    want, count = source_perplexity(forward, ids)
+    assert scored.token_count == count
+    assert math.isclose(scored.perplexity, want, rel_tol=1e-4), (scored.perplexity, want)
+    assert sum(len(m.tokens) for m in msgs) == 6 and len(msgs) > 1
+    assert msgs[-1].finish_reason == pb.FINISH_REASON_LENGTH
+    info = pkm_json(binaries, address, "info")
+    assert (info["family"], info["tokenizer"]) == ("lucidrains", "none")
 
 
 def pkm_json(binaries, address, *args):
