@@ -52,6 +52,7 @@ int InfoCommand(const std::vector<std::string>& argv) {
         {"eos_id", info.eos_id()}, {"pkm_layers", layers},
         {"parameter_count", info.parameter_count()}, {"device", info.device()},
         {"weight_dtype", info.weight_dtype()}, {"compute_dtype", info.compute_dtype()},
+        {"held_dtype", info.held_dtype()}, {"mapped_weight_bytes", info.mapped_weight_bytes()},
         {"weight_bytes", info.weight_bytes()}, {"server_version", info.server_version()},
         {"limits", {{"max_prompt_tokens", l.max_prompt_tokens()},
                     {"max_new_tokens", l.max_new_tokens()},
@@ -78,9 +79,12 @@ int InfoCommand(const std::vector<std::string>& argv) {
                 static_cast<long long>(p.slots()), p.k_dim(), p.v_dim(), p.query_norm().c_str(),
                 p.output().c_str(), p.values().c_str(), p.values_dtype().c_str());
   }
-  std::printf("parameters  %lld (%s weights, computed in %s, %.1f MiB held)\n",
+  std::printf("parameters  %lld (%s weights, matrices held as %s, computed in %s, %.1f MiB "
+              "held, %.1f MiB of it mapped from the file)\n",
               static_cast<long long>(info.parameter_count()), info.weight_dtype().c_str(),
-              info.compute_dtype().c_str(), static_cast<double>(info.weight_bytes()) / (1 << 20));
+              info.held_dtype().c_str(), info.compute_dtype().c_str(),
+              static_cast<double>(info.weight_bytes()) / (1 << 20),
+              static_cast<double>(info.mapped_weight_bytes()) / (1 << 20));
   std::printf("device      %s\n", info.device().c_str());
   std::printf("tokenizer   %s%s\n", info.tokenizer().c_str(),
               !info.encodes_text() && !info.decodes_text() ? ": served on token ids only"

@@ -76,7 +76,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LoadedModel& model,
   }
   std::unique_ptr<Engine> engine(new Engine(c, std::move(backend), static_cast<int>(blocks), options));
   PKM_ASSIGN_OR_RETURN(engine->weights_,
-                       UploadModelWeights(model, engine->config_, engine->backend_.get()));
+                       UploadModelWeights(model, engine->config_, engine->backend_.get(),
+                                          options.weights_held));
   const size_t layer_floats = engine->kv_.floats_per_layer();
   for (int l = 0; l < c.n_layers; ++l) {
     engine->k_cache_.emplace_back(engine->backend_.get(), layer_floats * sizeof(float));
@@ -272,7 +273,7 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
   float* x = s.x.f();
 
   b.Embedding(w.tok_embeddings, d, s.token_ids.as<int32_t>(), n, x);
-  if (w.pos_embeddings != nullptr) {
+  if (w.pos_embeddings) {
     b.Embedding(w.pos_embeddings, d, t.positions, n, s.o.f());
     b.Add(x, s.o.f(), nd);
   }
@@ -418,7 +419,8 @@ DeviceMemoryUse Engine::device_memory() const {
   use.pkm_values = weights_.value_table_bytes;
   use.weights = weights_.bytes - weights_.value_table_bytes;
   use.kv_cache = kv_cache_bytes();
-  const size_t held = use.weights + use.pkm_values + use.kv_cache;
+  // Weights read from the file's mapping are held but not allocated through the backend.
+  const size_t held = use.weights + use.pkm_values + use.kv_cache - weights_.mapped_bytes;
   const size_t allocated = backend_->allocated_bytes();
   use.workspace = allocated > held ? allocated - held : 0;
   return use;

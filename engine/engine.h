@@ -36,6 +36,8 @@ struct EngineOptions {
   int pkm_usage_window = 0;
   // Time each memory layer's lookup (query projection + lookup) in StepResult.
   bool time_pkm_lookups = false;
+  // Weight matrices as stored (16-bit read as such by the CPU) or widened to fp32.
+  WeightsHeld weights_held = WeightsHeld::kAsStored;
 };
 
 // One sequence's part of a step.
@@ -87,7 +89,9 @@ struct PkmLayerUsage {
 // What the engine holds on its backend's device, by kind. Workspace is everything else the
 // backend allocated: activations, block tables and the backend's own scratch.
 struct DeviceMemoryUse {
-  size_t weights = 0;     // model weights other than the memory layers' value tables
+  // Model weights other than the memory layers' value tables, those read from the model
+  // file's mapping included (ModelWeights::mapped_bytes).
+  size_t weights = 0;
   size_t pkm_values = 0;  // the memory layers' value tables (n_keys² × v_dim each)
   size_t kv_cache = 0;
   size_t workspace = 0;
@@ -96,7 +100,9 @@ struct DeviceMemoryUse {
 
 class Engine {
  public:
-  // Uploads the model's weights (widened to fp32) to the backend and sizes the KV cache.
+  // Places the model's weights on the backend (model_weights.h: as stored where the backend
+  // reads them, from the file's mapping on the CPU, so `model` must outlive the engine) and
+  // sizes the KV cache.
   static StatusOr<std::unique_ptr<Engine>> Create(const LoadedModel& model,
                                                   std::unique_ptr<Backend> backend,
                                                   const EngineOptions& options);
@@ -121,6 +127,8 @@ class Engine {
   const KvCache& kv_cache() const { return kv_; }
   size_t kv_cache_bytes() const;
   size_t weight_bytes() const { return weights_.bytes; }
+  // The weights as placed on the backend: types held, bytes used from the file's mapping.
+  const ModelWeights& weights() const { return weights_; }
   // Reads the backend's allocation count: cheap, callable from any thread that may call
   // Backend::allocated_bytes.
   DeviceMemoryUse device_memory() const;

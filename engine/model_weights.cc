@@ -1,5 +1,6 @@
 #include "engine/model_weights.h"
 
+#include <cstdint>
 #include <map>
 
 #include "model_loader/dtype.h"
@@ -7,10 +8,56 @@
 namespace pkm {
 namespace {
 
+bool ReadableType(DType d, WeightType* out) {
+  switch (d) {
+    case DType::kF32: *out = WeightType::kF32; return true;
+    case DType::kF16: *out = WeightType::kF16; return true;
+    case DType::kBF16: *out = WeightType::kBF16; return true;
+    default: return false;
+  }
+}
+
 class Uploader {
  public:
-  Uploader(const LoadedModel& model, Backend* backend, ModelWeights* out)
-      : model_(model), backend_(backend), out_(out) {}
+  Uploader(const LoadedModel& model, Backend* backend, WeightsHeld held, ModelWeights* out)
+      : model_(model), backend_(backend), held_(held), out_(out) {}
+
+  // A weight matrix, as stored when the backend reads its type (see the header); empty when
+  // the model has no such tensor.
+  StatusOr<WeightMatrix> OptionalMatrix(const std::string& name) {
+    const TensorView* t = model_.FindTensor(name);
+    if (t == nullptr) return WeightMatrix();
+    WeightType type;
+    const bool as_stored = ReadableType(t->dtype, &type) &&
+                           (held_ == WeightsHeld::kAsStored || type == WeightType::kF32) &&
+                           backend_->ReadsWeightType(type);
+    if (!as_stored) {
+      PKM_ASSIGN_OR_RETURN(const float* p, Optional(name));
+      out_->bytes_of[static_cast<int>(WeightType::kF32)] += t->numel() * sizeof(float);
+      return WeightMatrix(p);
+    }
+    out_->bytes_of[static_cast<int>(type)] += t->nbytes;
+    out_->bytes += t->nbytes;
+    const bool aligned = reinterpret_cast<uintptr_t>(t->data) % WeightTypeBytes(type) == 0;
+    if (backend_->AddressesHostMemory() && aligned) {
+      out_->mapped_bytes += t->nbytes;
+      return WeightMatrix(t->data, type);
+    }
+    DeviceBuffer buf(backend_, t->nbytes);
+    if (!buf) {
+      return Status(StatusCode::kResourceExhausted,
+                    "cannot place tensor '" + name + "' on " + backend_->name());
+    }
+    backend_->CopyToDevice(buf.as<void>(), t->data, t->nbytes);
+    const void* p = buf.as<void>();
+    out_->buffers.push_back(std::move(buf));
+    return WeightMatrix(p, type);
+  }
+  StatusOr<WeightMatrix> NeedMatrix(const std::string& name) {
+    PKM_ASSIGN_OR_RETURN(WeightMatrix m, OptionalMatrix(name));
+    if (!m) return Status(StatusCode::kInternal, "tensor '" + name + "' is missing");
+    return m;
+  }
 
   // The tensor on the device; null when the model has no such tensor (an optional one).
   StatusOr<const float*> Optional(const std::string& name) {
@@ -36,8 +83,8 @@ class Uploader {
     return p;
   }
   StatusOr<LinearWeights> Linear(const std::string& name, int in, int out) {
-    LinearWeights w{nullptr, nullptr, in, out};
-    PKM_ASSIGN_OR_RETURN(w.weight, Need(name + ".weight"));
+    LinearWeights w{WeightMatrix(), nullptr, in, out};
+    PKM_ASSIGN_OR_RETURN(w.weight, NeedMatrix(name + ".weight"));
     PKM_ASSIGN_OR_RETURN(w.bias, Optional(name + ".bias"));
     return w;
   }
@@ -51,20 +98,31 @@ class Uploader {
  private:
   const LoadedModel& model_;
   Backend* backend_;
+  WeightsHeld held_;
   ModelWeights* out_;
 };
 
 }  // namespace
 
+std::string HeldTypes(const ModelWeights& weights) {
+  std::string types;
+  for (WeightType t : {WeightType::kF16, WeightType::kBF16, WeightType::kF32}) {
+    if (weights.bytes_of[static_cast<int>(t)] == 0) continue;
+    if (!types.empty()) types += "+";
+    types += WeightTypeName(t);
+  }
+  return types;
+}
+
 StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelConfig& c,
-                                          Backend* backend) {
+                                          Backend* backend, WeightsHeld held) {
   ModelWeights w;
-  Uploader up(model, backend, &w);
+  Uploader up(model, backend, held, &w);
   const int d = c.d_model;
   const AttentionSpec& a = c.attention;
-  PKM_ASSIGN_OR_RETURN(w.tok_embeddings, up.Need("tok_embeddings.weight"));
+  PKM_ASSIGN_OR_RETURN(w.tok_embeddings, up.NeedMatrix("tok_embeddings.weight"));
   if (c.positions.kind == PositionKind::kLearned) {
-    PKM_ASSIGN_OR_RETURN(w.pos_embeddings, up.Need("pos_embeddings.weight"));
+    PKM_ASSIGN_OR_RETURN(w.pos_embeddings, up.NeedMatrix("pos_embeddings.weight"));
   }
   if (c.embedding_norm) {
     PKM_ASSIGN_OR_RETURN(w.emb_norm, up.Norm("emb_norm"));
@@ -125,7 +183,7 @@ StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelC
   }
   w.lm_head = {w.tok_embeddings, nullptr, d, c.vocab_size};
   if (!c.lm_head.tied) {
-    PKM_ASSIGN_OR_RETURN(w.lm_head.weight, up.Need("lm_head.weight"));
+    PKM_ASSIGN_OR_RETURN(w.lm_head.weight, up.NeedMatrix("lm_head.weight"));
   }
   PKM_ASSIGN_OR_RETURN(w.lm_head.bias, up.Optional("lm_head.bias"));
   return w;

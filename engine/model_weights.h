@@ -1,6 +1,10 @@
 // The model's weights on a backend, grouped the way the forward pass composes them: per block
 // its norms, attention, FFN and memories, each only as present in the config
 // (docs/model-format.md, format 2). A value table shared by several memories is uploaded once.
+//
+// Weight matrices (Linear weights, the embedding tables) are held as stored when the backend
+// reads their type (fp16/bf16 on the CPU), and on a backend that addresses host memory they are
+// used from the model file's mapping, not copied. Everything else is widened to fp32.
 #pragma once
 
 #include <string>
@@ -17,8 +21,14 @@ struct NormWeights {
   const float* bias = nullptr;  // null: no bias
 };
 
+// How weight matrices are held (--weights-dtype).
+enum class WeightsHeld {
+  kAsStored,  // as the file stores them, where the backend reads that type; else fp32
+  kF32,       // widened to fp32 (the engine before typed weights)
+};
+
 struct LinearWeights {
-  const float* weight = nullptr;  // [out, in]
+  WeightMatrix weight;            // [out, in]
   const float* bias = nullptr;    // [out] or null
   int in = 0, out = 0;
 };
@@ -51,22 +61,28 @@ struct BlockWeights {
 };
 
 struct ModelWeights {
-  const float* tok_embeddings = nullptr;
-  const float* pos_embeddings = nullptr;  // learned positions only
+  WeightMatrix tok_embeddings;
+  WeightMatrix pos_embeddings;            // learned positions only
   NormWeights emb_norm, final_norm;       // when present
   LinearWeights lm_head;                  // weight = tok_embeddings when tied
   std::vector<BlockWeights> blocks;
   std::vector<MemoryWeights> memories;  // in config.memories order
 
-  std::vector<DeviceBuffer> buffers;  // owns every tensor, widened to fp32
-  size_t bytes = 0;
+  std::vector<DeviceBuffer> buffers;  // owns every tensor not used from the mapping
+  size_t bytes = 0;              // every tensor as held
+  size_t mapped_bytes = 0;       // of bytes: used from the model file's mapping
   size_t value_table_bytes = 0;  // of bytes
+  size_t bytes_of[3] = {};       // of the weight matrices' bytes, by WeightType
 };
 
-// Uploads `model`'s tensors to `backend`, widened to fp32. `config` must be the model's config
-// and outlive the result (the memories point into it). kResourceExhausted names the tensor
-// the backend could not hold.
+// The types the weight matrices are held in, "+"-joined: "float16", "float16+float32".
+std::string HeldTypes(const ModelWeights& weights);
+
+// Places `model`'s tensors on `backend` as the header says. `config` must be the model's
+// config and outlive the result (the memories point into it); so must `model` (its mapping).
+// kResourceExhausted names the tensor the backend could not hold.
 StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelConfig& config,
-                                          Backend* backend);
+                                          Backend* backend,
+                                          WeightsHeld held = WeightsHeld::kAsStored);
 
 }  // namespace pkm

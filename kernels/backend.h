@@ -3,9 +3,10 @@
 //
 // Pointers passed to ops are this backend's memory (from Alloc). The ops' semantics are those
 // of kernels/cpu/kernels.h, whose plain reference versions are the spec for every backend.
-// Buffers are fp32 in this version of the interface (kBackendApiVersion 3: version 2's ops plus
-// RmsNorm, GeluTanh, Relu, SiluMul, LayerNorm without bias and grouped-query PagedAttention,
-// for the format 2 model families); weights are widened to fp32 at load. The CUDA backend
+// Activations are fp32. Weight matrices (Linear, Embedding) are typed (kBackendApiVersion 4:
+// version 3's ops with WeightMatrix weights; version 3 added RmsNorm, GeluTanh, Relu, SiluMul,
+// LayerNorm without bias and grouped-query PagedAttention for the format 2 families): a backend
+// says which weight types it reads, and the engine widens the others to fp32 at load. The CUDA backend
 // lives in a plugin built with the server (engine/backend_loader.h); the version guards against
 // a stale one. A backend is used by one thread at a time (the engine thread).
 #pragma once
@@ -20,7 +21,7 @@
 
 namespace pkm {
 
-inline constexpr int kBackendApiVersion = 3;
+inline constexpr int kBackendApiVersion = 4;
 
 class Backend {
  public:
@@ -46,8 +47,15 @@ class Backend {
   // expected (the engine refuses such a model at load).
   virtual std::string CheckPkmShape(const cpu::PkmShape& /*shape*/) const { return ""; }
 
+  // Whether Linear and Embedding read weights of type `t` as stored (fp32 always).
+  virtual bool ReadsWeightType(WeightType t) const { return t == WeightType::kF32; }
+  // Whether ops may read host memory directly (the CPU backend): then the engine uses weights
+  // from the model file's mapping instead of copying them into Alloc'd memory.
+  virtual bool AddressesHostMemory() const { return false; }
+
   // Ops: see kernels/cpu/kernels.h for the exact semantics.
-  virtual void Linear(const float* x, int n, int in, const float* w, const float* b, int out,
+  // w is of a type ReadsWeightType accepts.
+  virtual void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out,
                       float* y) = 0;
   // beta may be null (no bias).
   virtual void LayerNorm(const float* x, int n, int d, const float* gamma, const float* beta,
@@ -69,8 +77,8 @@ class Backend {
   virtual void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
                          const float* values, float* out, int32_t* ids, float* weights) = 0;
 
-  // out[t, :] = table[tokens[t], :] for t < n; table is [rows, d].
-  virtual void Embedding(const float* table, int d, const int32_t* tokens, int n, float* out) = 0;
+  // out[t, :] = table[tokens[t], :] (widened) for t < n; table is [rows, d].
+  virtual void Embedding(WeightMatrix table, int d, const int32_t* tokens, int n, float* out) = 0;
   // y[i] += x[i]
   virtual void Add(float* y, const float* x, size_t count) = 0;
   // Writes row t of k and v ([n, row] each) to position token_pos[t] of sequence token_seq[t]

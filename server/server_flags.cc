@@ -26,6 +26,9 @@ ABSL_FLAG(int, pkm_usage_window, 8192,
 ABSL_FLAG(std::string, device, "auto",
           "auto (CUDA when a GPU can be used, else the CPU) | cpu | cuda (fail without a GPU)");
 ABSL_FLAG(int, threads, 0, "CPU engine threads (0: one per core)");
+ABSL_FLAG(std::string, weights_dtype, "as-stored",
+          "weight matrices as the model stores them (fp16/bf16 read as such where the device "
+          "can) | f32 (widened at load)");
 ABSL_FLAG(int, max_batch_tokens, 512,
           "tokens per engine step: decode tokens plus prefill chunks, [1, 65536]");
 ABSL_FLAG(int, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED, [0, 1000000]");
@@ -210,6 +213,12 @@ StatusOr<ServerSettings> Settings(const CommandLine& command_line) {
   if (s.device != "auto" && s.device != "cpu" && s.device != "cuda") {
     return Invalid("--device must be auto, cpu or cuda, got '" + s.device + "'");
   }
+
+  const std::string weights_dtype = absl::GetFlag(FLAGS_weights_dtype);
+  if (weights_dtype != "as-stored" && weights_dtype != "f32") {
+    return Invalid("--weights-dtype must be as-stored or f32, got '" + weights_dtype + "'");
+  }
+  s.weights_held = weights_dtype == "f32" ? WeightsHeld::kF32 : WeightsHeld::kAsStored;
 
   s.threads = absl::GetFlag(FLAGS_threads);
   PKM_RETURN_IF_ERROR(CheckRange("--threads", s.threads, 0, 1024));

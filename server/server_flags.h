@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "engine/model_weights.h"
 #include "server/grpc_server.h"
 #include "server/log.h"
 #include "server/request_validation.h"
@@ -19,6 +20,7 @@ struct ServerSettings {
   int pkm_usage_window = 0;    // tokens; memory usage is tracked only with metrics on
   std::string device;  // as asked: "auto", "cpu" or "cuda"; main resolves auto to what runs
   int threads = 0;
+  WeightsHeld weights_held = WeightsHeld::kAsStored;  // --weights-dtype
   size_t kv_cache_bytes = 0;
   double drain_timeout_s = 0;
   bool check_only = false;  // load, validate, print and exit

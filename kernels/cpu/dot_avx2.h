@@ -1,6 +1,10 @@
 // Dot products of contiguous rows with AVX2/FMA: the one piece of arithmetic behind Linear,
 // the PKM sub-key scores and the attention scores. Private to kernels/cpu; include only from
-// files compiled with -mavx2 -mfma.
+// files compiled with -mavx2 -mfma -mf16c.
+//
+// The tiles (DotTile and what is built on it) read their weight rows as float, Half or BFloat16
+// and widen 16-bit elements in registers (F16C; bf16 by a shift). Widening is exact, so a dot
+// product over 16-bit weights is the same bits as over their fp32 widening.
 //
 // Every dot product over `len` floats is computed the same way wherever it sits in a tile:
 // eight lane sums, lane l accumulating elements l, l+8, l+16, ... with one FMA each, in order
@@ -16,6 +20,24 @@
 #include <cstdint>
 
 namespace pkm::cpu::avx2 {
+
+// 16-bit weight elements, as stored.
+struct Half {
+  uint16_t bits;
+};
+struct BFloat16 {
+  uint16_t bits;
+};
+
+// Eight weights from p, widened.
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256 Load8(const BFloat16* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
 
 // Mask of the first `rem` lanes (0 <= rem <= 8), for the partial chunk at the end of a row.
 inline __m256i FirstLanes(int rem) {
@@ -35,9 +57,18 @@ inline __m128 Reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
 // The tree of one accumulator: the same arithmetic as its lane in Reduce4.
 inline float Reduce1(__m256 a) { return _mm_cvtss_f32(Reduce4(a, a, a, a)); }
 
+// The first `rem` (< 8) weights from p, widened, the other lanes +0 (as a masked load gives).
+inline __m256 LoadFirst(const float* p, int rem) { return _mm256_maskload_ps(p, FirstLanes(rem)); }
+template <typename W>
+inline __m256 LoadFirst(const W* p, int rem) {
+  W padded[8] = {};
+  for (int i = 0; i < rem; ++i) padded[i] = p[i];
+  return Load8(padded);
+}
+
 // y[r·ldy + c] = x[r·ldx, :len] · w[c·ldw, :len] (+ b[c]) for r < R, c < C (C <= 8).
-template <int R, int C>
-inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int len, const float* b,
+template <int R, int C, typename W>
+inline void DotTile(const float* x, size_t ldx, const W* w, size_t ldw, int len, const float* b,
                     float* y, size_t ldy) {
   static_assert(R >= 1 && C >= 1 && C <= 8, "tile shape");
   __m256 acc[R][C];
@@ -49,7 +80,7 @@ inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int 
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + k);
     for (int c = 0; c < C; ++c) {
-      __m256 wv = _mm256_loadu_ps(w + c * ldw + k);
+      __m256 wv = Load8(w + c * ldw + k);
       for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
     }
   }
@@ -58,7 +89,7 @@ inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int 
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = _mm256_maskload_ps(x + r * ldx + k, mask);
     for (int c = 0; c < C; ++c) {
-      __m256 wv = _mm256_maskload_ps(w + c * ldw + k, mask);
+      __m256 wv = LoadFirst(w + c * ldw + k, len - k);
       for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
     }
   }
@@ -76,21 +107,21 @@ inline void DotTile(const float* x, size_t ldx, const float* w, size_t ldw, int 
 }
 
 // One DotTile of R rows and `width` columns, 0 <= width <= W (templates need the width fixed).
-template <int R, int W>
-inline void DotTileOfWidth(int width, const float* x, size_t ldx, const float* w, size_t ldw,
+template <int R, int Width, typename W>
+inline void DotTileOfWidth(int width, const float* x, size_t ldx, const W* w, size_t ldw,
                            int len, const float* b, float* y, size_t ldy) {
-  if constexpr (W > 0) {
-    if (width == W) {
-      DotTile<R, W>(x, ldx, w, ldw, len, b, y, ldy);
+  if constexpr (Width > 0) {
+    if (width == Width) {
+      DotTile<R, Width>(x, ldx, w, ldw, len, b, y, ldy);
     } else {
-      DotTileOfWidth<R, W - 1>(width, x, ldx, w, ldw, len, b, y, ldy);
+      DotTileOfWidth<R, Width - 1>(width, x, ldx, w, ldw, len, b, y, ldy);
     }
   }
 }
 
 // DotTile over R rows and any number of columns, in tiles of C columns then a narrower tail.
-template <int R, int C>
-inline void DotRowsAllCols(const float* x, size_t ldx, const float* w, size_t ldw, int cols,
+template <int R, int C, typename W>
+inline void DotRowsAllCols(const float* x, size_t ldx, const W* w, size_t ldw, int cols,
                            int len, const float* b, float* y, size_t ldy) {
   int c = 0;
   for (; c + C <= cols; c += C) {
@@ -102,12 +133,13 @@ inline void DotRowsAllCols(const float* x, size_t ldx, const float* w, size_t ld
 
 // y[i·ldy + j] = x[i·ldx, :len] · w[j·ldw, :len] (+ b[j]) for i < rows, j < cols; serial.
 // Columns outermost: a tile's few rows of w stay in L1 while the rows of x stream past.
-inline void DotBlock(const float* x, size_t ldx, int rows, const float* w, size_t ldw, int cols,
+template <typename W>
+inline void DotBlock(const float* x, size_t ldx, int rows, const W* w, size_t ldw, int cols,
                      int len, const float* b, float* y, size_t ldy) {
   constexpr int kCols = 4;  // 3 rows × 4 columns: 12 accumulators + 3 x + 1 w = 16 registers
   for (int c = 0; c < cols; c += kCols) {
     int nc = cols - c < kCols ? cols - c : kCols;
-    const float* wc = w + c * ldw;
+    const W* wc = w + c * ldw;
     const float* bc = b ? b + c : nullptr;
     int r = 0;
     for (; r + 3 <= rows; r += 3) {
@@ -123,7 +155,8 @@ inline void DotBlock(const float* x, size_t ldx, int rows, const float* w, size_
 
 // One row against many: y[j] = x · w[j·ldw, :len] (+ b[j]), 8 columns at a time so that eight
 // independent FMA chains hide the latency (the decode case, n = 1).
-inline void DotRow(const float* x, const float* w, size_t ldw, int cols, int len, const float* b,
+template <typename W>
+inline void DotRow(const float* x, const W* w, size_t ldw, int cols, int len, const float* b,
                    float* y) {
   DotRowsAllCols<1, 8>(x, 0, w, ldw, cols, len, b, y, 0);
 }

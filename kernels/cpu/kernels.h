@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/weight_matrix.h"
+
 namespace pkm::cpu {
 
 // Threads used by the multithreaded kernels of this process (OpenMP); n <= 0 restores the
@@ -21,8 +23,9 @@ void SetNumThreads(int n);
 
 // y[n, out] = x[n, in] · w[out, in]ᵀ + b[out]   (b may be null). y must not alias x.
 // Each y element is one dot product over `in` in a fixed order, then + b: a row of y is the
-// same bits whatever n is (OpenBLAS's sgemm is not, hence our own AVX2 kernel).
-void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y);
+// same bits whatever n is (OpenBLAS's sgemm is not, hence our own AVX2 kernel). w may be fp32,
+// fp16 or bf16 (weight_matrix.h): 16-bit weights give the bits of their fp32 widening.
+void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out, float* y);
 
 // LayerNorm over the last dim: y[n, d] = (x − mean) / sqrt(var + eps) · gamma + beta
 // (biased variance; fp32 statistics in two passes: mean, then variance). beta may be null: no
@@ -95,7 +98,7 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, cons
                float* out, int32_t* ids, float* weights);
 
 namespace ref {
-void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y);
+void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out, float* y);
 void LayerNorm(const float* x, int n, int d, const float* gamma, const float* beta, float eps, float* y);
 void RmsNorm(const float* x, int n, int d, const float* gamma, float eps, float* y);
 void Gelu(float* x, size_t count);

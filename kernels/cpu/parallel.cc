@@ -19,7 +19,8 @@ std::atomic<int> g_threads{0};
 
 bool HasAvx2Fma() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
 }
 
 }  // namespace
@@ -34,7 +35,8 @@ int NumThreads() {
 void RequireAvx2Fma() {
   static const bool ok = HasAvx2Fma();
   if (!ok) {
-    std::fprintf(stderr, "pkmserve: the CPU kernels need a CPU with AVX2 and FMA (x86-64-v3)\n");
+    std::fprintf(stderr,
+                 "pkmserve: the CPU kernels need a CPU with AVX2, FMA and F16C (x86-64-v3)\n");
     std::abort();
   }
 }

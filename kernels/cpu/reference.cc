@@ -33,14 +33,16 @@ std::vector<int> TopK(const std::vector<float>& scores, const std::vector<int64_
 
 }  // namespace
 
-void Linear(const float* x, int n, int in, const float* w, const float* b, int out, float* y) {
+void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out, float* y) {
   // Accumulated in double: the reference is the exact product rounded once, up to the last bits.
+  std::vector<float> row(static_cast<size_t>(in));
   for (int t = 0; t < n; ++t) {
     for (int o = 0; o < out; ++o) {
+      WidenRow(w, static_cast<size_t>(o), in, row.data());
       double sum = 0.0;
       for (int i = 0; i < in; ++i) {
         sum += static_cast<double>(x[static_cast<size_t>(t) * in + i]) *
-               static_cast<double>(w[static_cast<size_t>(o) * in + i]);
+               static_cast<double>(row[static_cast<size_t>(i)]);
       }
       if (b) sum += b[o];
       y[static_cast<size_t>(t) * out + o] = static_cast<float>(sum);

@@ -316,3 +316,30 @@ def test_json_log_lines_parse(pkmserve):
     assert {"ts", "level", "msg"} <= set(lines[0])
     assert any(line["msg"].startswith("listening on") for line in lines)
     assert lines[-1]["msg"].startswith("drained")
+
+
+# ---- weights -----------------------------------------------------------------------------------
+
+def model_info(api, channel):
+    pb, rpc = api
+    return rpc.InferenceStub(channel).GetModelInfo(pb.GetModelInfoRequest(), timeout=30)
+
+
+def test_weights_are_held_as_stored_by_default_and_widened_when_asked(pkmserve, api, served):
+    info = model_info(api, served[0])
+    assert (info.weight_dtype, info.held_dtype) == ("float16", "float16")
+    assert 0 < info.mapped_weight_bytes < info.weight_bytes
+    proc, address, _ = start_server(pkmserve, "--model", MODEL, *BASE, "--weights-dtype", "f32",
+                                    "--metrics-listen", "off")
+    try:
+        with grpc.insecure_channel(address) as channel:
+            widened = model_info(api, channel)
+        assert (widened.held_dtype, widened.mapped_weight_bytes) == ("float32", 0)
+        # The matrices, half of the fp16 model's bytes as held, double when widened.
+        assert widened.weight_bytes - info.weight_bytes == info.mapped_weight_bytes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    out = run(pkmserve, "--check", "--weights-dtype", "f8")
+    assert out.returncode == 1
+    assert "--weights-dtype must be as-stored or f32, got 'f8'" in out.stderr, out.stderr

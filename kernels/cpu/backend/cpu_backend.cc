@@ -39,7 +39,10 @@ class CpuBackend final : public Backend {
     return static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
   }
 
-  void Linear(const float* x, int n, int in, const float* w, const float* b, int out,
+  bool ReadsWeightType(WeightType) const override { return true; }
+  bool AddressesHostMemory() const override { return true; }
+
+  void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out,
               float* y) override {
     cpu::Linear(x, n, in, w, b, out, y);
   }
@@ -71,10 +74,9 @@ class CpuBackend final : public Backend {
                  const float* values, float* out, int32_t* ids, float* weights) override {
     cpu::PkmLookup(s, q, n, keys, values, out, ids, weights);
   }
-  void Embedding(const float* table, int d, const int32_t* tokens, int n, float* out) override {
+  void Embedding(WeightMatrix table, int d, const int32_t* tokens, int n, float* out) override {
     for (int t = 0; t < n; ++t) {
-      std::memcpy(out + static_cast<size_t>(t) * d, table + static_cast<size_t>(tokens[t]) * d,
-                  sizeof(float) * d);
+      WidenRow(table, static_cast<size_t>(tokens[t]), d, out + static_cast<size_t>(t) * d);
     }
   }
   void Add(float* y, const float* x, size_t count) override {

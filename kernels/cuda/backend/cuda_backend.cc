@@ -75,9 +75,11 @@ class CudaBackend final : public Backend {
     return CheckPkmLookupShape({s.heads, s.knn, s.n_keys, s.k_dim, s.v_dim}, ValueType::kF32);
   }
 
-  void Linear(const float* x, int n, int in, const float* w, const float* b, int out,
+  // Reads fp32 weights only (ReadsWeightType's default): the engine widens the others.
+  void Linear(const float* x, int n, int in, WeightMatrix weights, const float* b, int out,
               float* y) override {
     if (n <= 0) return;
+    const float* w = weights.f32();
     // Row-major y[n, out] = x[n, in] w[out, in]^T; column-major: y^T = op_T(w) x^T.
     const float one = 1.0f, zero = 0.0f;
     Check(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, in, x, in, &zero, y,
@@ -131,8 +133,8 @@ class CudaBackend final : public Backend {
                           keys, values, out, ids, weights, stream_),
           "PkmLookup");
   }
-  void Embedding(const float* table, int d, const int32_t* tokens, int n, float* out) override {
-    Check(cuda::Embedding(table, d, tokens, n, out, stream_), "Embedding");
+  void Embedding(WeightMatrix table, int d, const int32_t* tokens, int n, float* out) override {
+    Check(cuda::Embedding(table.f32(), d, tokens, n, out, stream_), "Embedding");
   }
   void Add(float* y, const float* x, size_t count) override {
     Check(cuda::Add(y, x, count, stream_), "Add");
