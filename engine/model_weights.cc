@@ -22,15 +22,16 @@ class Uploader {
   Uploader(const LoadedModel& model, Backend* backend, WeightsHeld held, ModelWeights* out)
       : model_(model), backend_(backend), held_(held), out_(out) {}
 
-  // A weight matrix, as stored when the backend reads its type (see the header); empty when
-  // the model has no such tensor.
-  StatusOr<WeightMatrix> OptionalMatrix(const std::string& name) {
+  // A weight matrix (or, `value_table`, a PKM value table), as stored when the backend reads
+  // its type (see the header); empty when the model has no such tensor.
+  StatusOr<WeightMatrix> OptionalMatrix(const std::string& name, bool value_table = false) {
     const TensorView* t = model_.FindTensor(name);
     if (t == nullptr) return WeightMatrix();
     WeightType type;
     const bool as_stored = ReadableType(t->dtype, &type) &&
                            (held_ == WeightsHeld::kAsStored || type == WeightType::kF32) &&
-                           backend_->ReadsWeightType(type);
+                           (value_table ? backend_->ReadsPkmValueType(type)
+                                        : backend_->ReadsWeightType(type));
     if (!as_stored) {
       PKM_ASSIGN_OR_RETURN(const float* p, Optional(name));
       out_->bytes_of[static_cast<int>(WeightType::kF32)] += t->numel() * sizeof(float);
@@ -53,8 +54,8 @@ class Uploader {
     out_->buffers.push_back(std::move(buf));
     return WeightMatrix(p, type);
   }
-  StatusOr<WeightMatrix> NeedMatrix(const std::string& name) {
-    PKM_ASSIGN_OR_RETURN(WeightMatrix m, OptionalMatrix(name));
+  StatusOr<WeightMatrix> NeedMatrix(const std::string& name, bool value_table = false) {
+    PKM_ASSIGN_OR_RETURN(WeightMatrix m, OptionalMatrix(name, value_table));
     if (!m) return Status(StatusCode::kInternal, "tensor '" + name + "' is missing");
     return m;
   }
@@ -128,7 +129,7 @@ StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelC
     PKM_ASSIGN_OR_RETURN(w.emb_norm, up.Norm("emb_norm"));
   }
 
-  std::map<std::string, const float*> tables;
+  std::map<std::string, WeightMatrix> tables;
   for (size_t i = 0; i < c.memories.size(); ++i) {
     const MemorySpec& m = c.memories[i];
     const std::string p = m.prefix();
@@ -144,7 +145,7 @@ StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelC
       mw.values = it->second;
     } else {
       const size_t before = w.bytes;
-      PKM_ASSIGN_OR_RETURN(mw.values, up.Need(m.values));
+      PKM_ASSIGN_OR_RETURN(mw.values, up.NeedMatrix(m.values, /*value_table=*/true));
       w.value_table_bytes += w.bytes - before;
       tables[m.values] = mw.values;
     }

@@ -47,7 +47,7 @@ struct MemoryWeights {
   LinearWeights query;
   NormWeights query_norm;  // query_norm layernorm only
   const float* keys = nullptr;
-  const float* values = nullptr;  // shared with the memories that name the same table
+  WeightMatrix values;  // shared with the memories that name the same table
   LinearWeights swilu, value_proj;  // memory_plus only
 };
 

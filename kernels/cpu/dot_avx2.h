@@ -195,17 +195,18 @@ inline float Dot1(const float* x, const float* w, int len) {
   return Reduce1(acc);
 }
 
-// y[0..len) += a · x[0..len), one FMA per element (the tail through masked loads and stores).
-inline void Axpy(float a, const float* x, int len, float* y) {
+// y[0..len) += a · x[0..len), one FMA per element (the tail through masked loads and stores);
+// x is float, Half or BFloat16, widened.
+template <typename W>
+inline void Axpy(float a, const W* x, int len, float* y) {
   const __m256 va = _mm256_set1_ps(a);
   int k = 0;
   for (; k + 8 <= len; k += 8) {
-    _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+    _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, Load8(x + k), _mm256_loadu_ps(y + k)));
   }
   if (k < len) {
     __m256i mask = FirstLanes(len - k);
-    __m256 v =
-        _mm256_fmadd_ps(va, _mm256_maskload_ps(x + k, mask), _mm256_maskload_ps(y + k, mask));
+    __m256 v = _mm256_fmadd_ps(va, LoadFirst(x + k, len - k), _mm256_maskload_ps(y + k, mask));
     _mm256_maskstore_ps(y + k, mask, v);
   }
 }

@@ -93,8 +93,9 @@ struct PkmShape {
 // Per head: s1 = keys[h,0]·q[:k/2], s2 = keys[h,1]·q[k/2:]; top-k of each; the k² candidates
 // s1[a]+s2[b] with slot id i1[a]·n_keys+i2[b]; their top-k; softmax. Every top-k orders by
 // score descending, then index ascending (sub-key index, then slot id): the tie rule of
-// training/pkm.py. Requires 1 ≤ knn ≤ n_keys and k_dim even (callers validate at load).
-void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, const float* values,
+// training/pkm.py. Requires 1 ≤ knn ≤ n_keys and k_dim even (callers validate at load). values
+// may be fp32, fp16 or bf16: 16-bit values give the bits of their fp32 widening.
+void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
                float* out, int32_t* ids, float* weights);
 
 namespace ref {
@@ -110,7 +111,7 @@ void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim
                     const float* k_cache, const float* v_cache, int block_size,
                     const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
                     const int32_t* token_pos, float* out);
-void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, const float* values,
+void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
                float* out, int32_t* ids, float* weights);
 }  // namespace ref
 

@@ -28,7 +28,8 @@ struct Scratch {
 };
 
 // One token: out[v_dim] = Σ_h Σ_j w[h,j]·values[id[h,j]]; ids, weights: [heads, knn] or null.
-void LookupToken(const PkmShape& s, const float* q, const float* keys, const float* values,
+template <typename W>
+void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* values,
                  Scratch& sc, float* out, int32_t* ids, float* weights) {
   const int half = s.k_dim / 2, k = s.knn, nk = s.n_keys;
   const size_t sub = static_cast<size_t>(nk) * half;  // floats of one [n_keys, k_dim/2] table
@@ -60,11 +61,10 @@ void LookupToken(const PkmShape& s, const float* q, const float* keys, const flo
   }
 }
 
-}  // namespace
 
-void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, const float* values,
-               float* out, int32_t* ids, float* weights) {
-  RequireAvx2Fma();
+template <typename W>
+void PkmLookupOf(const PkmShape& s, const float* q, int n, const float* keys, const W* values,
+                 float* out, int32_t* ids, float* weights) {
   const size_t per_token = static_cast<size_t>(s.heads) * s.knn;  // rows of ids and weights
   // A token costs tens of µs (the bundled model's shape): a few pay for a parallel region.
 #pragma omp parallel num_threads(NumThreads()) if (n >= 4)
@@ -82,6 +82,23 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, cons
                   out + static_cast<size_t>(t) * s.v_dim, ids ? ids + t * per_token : nullptr,
                   weights ? weights + t * per_token : nullptr);
     }
+  }
+}
+
+}  // namespace
+
+void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
+               float* out, int32_t* ids, float* weights) {
+  RequireAvx2Fma();
+  switch (values.type) {
+    case WeightType::kF32:
+      return PkmLookupOf(s, q, n, keys, values.f32(), out, ids, weights);
+    case WeightType::kF16:
+      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::Half*>(values.data), out, ids,
+                         weights);
+    case WeightType::kBF16:
+      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::BFloat16*>(values.data), out,
+                         ids, weights);
   }
 }
 

@@ -163,9 +163,10 @@ void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim
   }
 }
 
-void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, const float* values,
+void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
                float* out, int32_t* ids, float* weights) {
   const int half = s.k_dim / 2, k = s.knn, nk = s.n_keys;
+  std::vector<float> v(static_cast<size_t>(s.v_dim));
   for (int t = 0; t < n; ++t) {
     float* o = out + static_cast<size_t>(t) * s.v_dim;
     std::fill(o, o + s.v_dim, 0.0f);
@@ -214,7 +215,7 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, cons
         const size_t r = (static_cast<size_t>(t) * s.heads + h) * k + j;
         if (ids) ids[r] = static_cast<int32_t>(id);
         if (weights) weights[r] = wj;
-        const float* v = values + static_cast<size_t>(id) * s.v_dim;
+        WidenRow(values, static_cast<size_t>(id), s.v_dim, v.data());
         for (int i = 0; i < s.v_dim; ++i) o[i] += wj * v[i];
       }
     }

@@ -578,15 +578,16 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   EXPECT_GT(Sample(text, "pkmserve_device_memory_used_bytes", {"device=\"cpu\""}), 1e6);
   EXPECT_GT(Sample(text, "pkmserve_device_memory_total_bytes"),
             Sample(text, "pkmserve_device_memory_used_bytes"));
-  // Memory by kind: the value tables are n_keys² × v_dim fp32 per memory layer, the KV cache is
-  // what the engine sized, and the four kinds add up to what the backend holds.
+  // Memory by kind: the value tables are n_keys² × v_dim per memory layer, held as stored (the
+  // bundled model's fp16), the KV cache is what the engine sized, and the four kinds add up to
+  // what the backend holds.
   const ModelConfig& c = model_->config();
   auto kind = [&](const char* k) {
     return Sample(text, "pkmserve_device_memory_bytes", {std::string("kind=\"") + k + "\""});
   };
   EXPECT_EQ(kind("pkm_values"), static_cast<double>(c.memories.size()) *
                                     static_cast<double>(c.memories[0].slots()) *
-                                    c.memories[0].v_dim * sizeof(float));
+                                    c.memories[0].v_dim * sizeof(uint16_t));
   EXPECT_EQ(kind("weights") + kind("pkm_values"), static_cast<double>(engine_->weight_bytes()));
   EXPECT_EQ(kind("kv_cache"), static_cast<double>(engine_->kv_cache_bytes()));
   EXPECT_GT(kind("workspace"), 0.0);

@@ -40,6 +40,7 @@ class CpuBackend final : public Backend {
   }
 
   bool ReadsWeightType(WeightType) const override { return true; }
+  bool ReadsPkmValueType(WeightType) const override { return true; }
   bool AddressesHostMemory() const override { return true; }
 
   void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out,
@@ -71,7 +72,7 @@ class CpuBackend final : public Backend {
                         block_tables, max_blocks, token_seq, token_pos, out);
   }
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
-                 const float* values, float* out, int32_t* ids, float* weights) override {
+                 WeightMatrix values, float* out, int32_t* ids, float* weights) override {
     cpu::PkmLookup(s, q, n, keys, values, out, ids, weights);
   }
   void Embedding(WeightMatrix table, int d, const int32_t* tokens, int n, float* out) override {

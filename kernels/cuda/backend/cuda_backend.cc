@@ -114,8 +114,11 @@ class CudaBackend final : public Backend {
                                block_tables, max_blocks, token_seq, token_pos, out, stream_),
           "PagedAttention");
   }
+  // fp32 value tables only (ReadsPkmValueType's default; the kernels also take fp16/bf16,
+  // but that path has not run on a GPU yet).
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
-                 const float* values, float* out, int32_t* ids, float* weights) override {
+                 WeightMatrix value_table, float* out, int32_t* ids, float* weights) override {
+    const float* values = value_table.f32();
     const size_t selected = static_cast<size_t>(n) * s.heads * s.knn;
     if (!ids || !weights) {
       // The lookup always writes its selection; callers that do not want it get scratch.

@@ -120,3 +120,33 @@ TEST(TypedLinear, RowDoesNotDependOnBatch) {
 
 }  // namespace
 }  // namespace pkm::cpu
+
+namespace pkm::cpu {
+namespace {
+
+// The lookup on 16-bit value tables: the bits of the lookup on their fp32 widening.
+TEST(TypedPkmLookup, IsTheLookupOnTheWidenedValues) {
+  const PkmShape s{.heads = 2, .knn = 8, .n_keys = 16, .k_dim = 16, .v_dim = 36};
+  const int n = 5;
+  const std::vector<float> q = RandomFloats(static_cast<size_t>(n) * s.heads * s.k_dim, 7);
+  const std::vector<float> keys =
+      RandomFloats(static_cast<size_t>(s.heads) * 2 * s.n_keys * (s.k_dim / 2), 8);
+  for (WeightType type : {WeightType::kF16, WeightType::kBF16}) {
+    const std::vector<uint16_t> bits =
+        RandomBits(type, static_cast<size_t>(s.n_keys) * s.n_keys * s.v_dim, 9);
+    const std::vector<float> widened = Widened(type, bits);
+    std::vector<float> got(static_cast<size_t>(n) * s.v_dim), want(got.size()), ref(got.size());
+    PkmLookup(s, q.data(), n, keys.data(), WeightMatrix(bits.data(), type), got.data(), nullptr,
+              nullptr);
+    PkmLookup(s, q.data(), n, keys.data(), widened.data(), want.data(), nullptr, nullptr);
+    EXPECT_TRUE(BitwiseEqual(got.data(), want.data(), got.size())) << WeightTypeName(type);
+    ref::PkmLookup(s, q.data(), n, keys.data(), WeightMatrix(bits.data(), type), ref.data(),
+                   nullptr, nullptr);
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], ref[i], 1e-4f * (1.0f + std::abs(ref[i]))) << "element " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pkm::cpu
