@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
        {"score-batch", "N", "sequences scored in one step", "32"},
        {"score-len", "N", "tokens per scored sequence", "256"},
        {"repeats", "N", "timed runs, best taken, after one warm-up", "3"},
-       {"weights-dtype", "as-stored|f32", "weight matrices as stored or widened to fp32",
-        "as-stored"},
+       {"weights-dtype", "TYPE", "weight matrices: as-stored, f32, f16, bf16 or int8", "as-stored"},
+       {"pkm-values-dtype", "TYPE", "PKM value tables: as --weights-dtype", "as-stored"},
        {"out", "FILE.json", "also write the results as JSON", ""}});
   auto count = [&args](const char* name) {
     return pkm::bench::IntFlagOrExit(args, name, 1, 1 << 20);
@@ -67,9 +67,12 @@ int main(int argc, char** argv) {
   const int score_batch = count("score-batch"), score_len = count("score-len");
   const int repeats = count("repeats");
   const std::string weights_dtype = args.Get("weights-dtype");
-  if (weights_dtype != "as-stored" && weights_dtype != "f32") {
-    std::fprintf(stderr, "engine_bench: --weights-dtype must be as-stored or f32, got '%s'\n",
-                 weights_dtype.c_str());
+  const std::string values_dtype = args.Get("pkm-values-dtype");
+  pkm::HeldTypes held;
+  if (!pkm::ParseWeightsHeld(weights_dtype, &held.matrices) ||
+      !pkm::ParseWeightsHeld(values_dtype, &held.pkm_values)) {
+    std::fprintf(stderr, "engine_bench: --weights-dtype and --pkm-values-dtype must be %s\n",
+                 pkm::kWeightsHeldChoices);
     return 2;
   }
   std::string engine_name;
@@ -90,8 +93,7 @@ int main(int argc, char** argv) {
     const size_t blocks_per_seq =
         (score_len + pkm::KvCache::kBlockSize - 1) / pkm::KvCache::kBlockSize;
     pkm::EngineOptions options;
-    options.weights_held =
-        weights_dtype == "f32" ? pkm::WeightsHeld::kF32 : pkm::WeightsHeld::kAsStored;
+    options.held = held;
     const size_t decode_blocks =
         (prompt_tokens + decode_tokens + pkm::KvCache::kBlockSize) / pkm::KvCache::kBlockSize;
     options.kv_cache_bytes =
@@ -171,12 +173,13 @@ int main(int argc, char** argv) {
                 " \"rss_over_weights_plus_kv\": %.4f,\n"
                 " \"settings\": {\"prompt_tokens\": %d, \"decode_tokens\": %d, \"decode_batch\": %d,"
                 " \"score_batch\": %d,"
-                " \"score_len\": %d, \"repeats\": %d, \"weights_dtype\": \"%s\"}\n}\n",
+                " \"score_len\": %d, \"repeats\": %d, \"weights_dtype\": \"%s\","
+                " \"pkm_values_dtype\": \"%s\"}\n}\n",
                 engine_name.c_str(), threads, model_dir.c_str(),
                 static_cast<double>(decode_batch) * decode_tokens / decode_s,
                 score_batch * score_len / score_s, rss, weights, kv, rss / (weights + kv),
                 prompt_tokens, decode_tokens, decode_batch, score_batch, score_len, repeats,
-                weights_dtype.c_str());
+                weights_dtype.c_str(), values_dtype.c_str());
   std::fputs(json, stdout);
   if (!out.empty()) {
     FILE* f = std::fopen(out.c_str(), "w");

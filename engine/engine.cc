@@ -77,7 +77,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const LoadedModel& model,
   std::unique_ptr<Engine> engine(new Engine(c, std::move(backend), static_cast<int>(blocks), options));
   PKM_ASSIGN_OR_RETURN(engine->weights_,
                        UploadModelWeights(model, engine->config_, engine->backend_.get(),
-                                          options.weights_held));
+                                          options.held));
   const size_t layer_floats = engine->kv_.floats_per_layer();
   for (int l = 0; l < c.n_layers; ++l) {
     engine->k_cache_.emplace_back(engine->backend_.get(), layer_floats * sizeof(float));

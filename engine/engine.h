@@ -36,8 +36,8 @@ struct EngineOptions {
   int pkm_usage_window = 0;
   // Time each memory layer's lookup (query projection + lookup) in StepResult.
   bool time_pkm_lookups = false;
-  // Weight matrices as stored (16-bit read as such by the CPU) or widened to fp32.
-  WeightsHeld weights_held = WeightsHeld::kAsStored;
+  // The types weight matrices and PKM value tables are held in (model_weights.h).
+  HeldTypes held = {};
 };
 
 // One sequence's part of a step.

@@ -2,7 +2,9 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
 
+#include "engine/weight_conversion.h"
 #include "model_loader/dtype.h"
 
 namespace pkm {
@@ -17,42 +19,73 @@ bool ReadableType(DType d, WeightType* out) {
   }
 }
 
+WeightType TypeOf(WeightsHeld held, WeightType stored) {
+  switch (held) {
+    case WeightsHeld::kAsStored: return stored;
+    case WeightsHeld::kF32: return WeightType::kF32;
+    case WeightsHeld::kF16: return WeightType::kF16;
+    case WeightsHeld::kBF16: return WeightType::kBF16;
+    case WeightsHeld::kI8: return WeightType::kI8;
+  }
+  return WeightType::kF32;
+}
+
 class Uploader {
  public:
-  Uploader(const LoadedModel& model, Backend* backend, WeightsHeld held, ModelWeights* out)
+  Uploader(const LoadedModel& model, Backend* backend, const HeldTypes& held, ModelWeights* out)
       : model_(model), backend_(backend), held_(held), out_(out) {}
 
-  // A weight matrix (or, `value_table`, a PKM value table), as stored when the backend reads
-  // its type (see the header); empty when the model has no such tensor.
+  // A weight matrix (or, `value_table`, a PKM value table) in the type asked for when the
+  // backend reads it, else fp32 (see the header); empty when the model has no such tensor.
   StatusOr<WeightMatrix> OptionalMatrix(const std::string& name, bool value_table = false) {
     const TensorView* t = model_.FindTensor(name);
     if (t == nullptr) return WeightMatrix();
-    WeightType type;
-    const bool as_stored = ReadableType(t->dtype, &type) &&
-                           (held_ == WeightsHeld::kAsStored || type == WeightType::kF32) &&
-                           (value_table ? backend_->ReadsPkmValueType(type)
-                                        : backend_->ReadsWeightType(type));
-    if (!as_stored) {
-      PKM_ASSIGN_OR_RETURN(const float* p, Optional(name));
-      out_->bytes_of[static_cast<int>(WeightType::kF32)] += t->numel() * sizeof(float);
-      return WeightMatrix(p);
+    WeightType stored = WeightType::kF32;
+    const bool readable = ReadableType(t->dtype, &stored);
+    WeightType type = TypeOf(value_table ? held_.pkm_values : held_.matrices, stored);
+    if (!readable || !(value_table ? backend_->ReadsPkmValueType(type)
+                                   : backend_->ReadsWeightType(type))) {
+      type = WeightType::kF32;
     }
-    out_->bytes_of[static_cast<int>(type)] += t->nbytes;
-    out_->bytes += t->nbytes;
-    const bool aligned = reinterpret_cast<uintptr_t>(t->data) % WeightTypeBytes(type) == 0;
-    if (backend_->AddressesHostMemory() && aligned) {
-      out_->mapped_bytes += t->nbytes;
-      return WeightMatrix(t->data, type);
+    const size_t rows = t->shape.empty() ? 1 : static_cast<size_t>(t->shape[0]);
+    const size_t bytes = t->numel() * WeightTypeBytes(type);
+    out_->bytes_of[static_cast<int>(type)] += bytes;
+    if (readable && type == stored) {
+      const bool aligned = reinterpret_cast<uintptr_t>(t->data) % WeightTypeBytes(type) == 0;
+      if (backend_->AddressesHostMemory() && aligned) {
+        out_->bytes += t->nbytes;
+        out_->mapped_bytes += t->nbytes;
+        return WeightMatrix(t->data, type);
+      }
+      PKM_ASSIGN_OR_RETURN(const void* p, Place(name, t->data, t->nbytes));
+      return WeightMatrix(p, type);
     }
-    DeviceBuffer buf(backend_, t->nbytes);
-    if (!buf) {
-      return Status(StatusCode::kResourceExhausted,
-                    "cannot place tensor '" + name + "' on " + backend_->name());
+    // Converted at load, from the fp32 widening.
+    std::vector<float> wide(t->numel());
+    ToFloat32(*t, wide.data());
+    switch (type) {
+      case WeightType::kF32: {
+        PKM_ASSIGN_OR_RETURN(const void* p, Place(name, wide.data(), bytes));
+        return WeightMatrix(static_cast<const float*>(p));
+      }
+      case WeightType::kF16:
+      case WeightType::kBF16: {
+        std::vector<uint16_t> narrow(wide.size());
+        for (size_t i = 0; i < wide.size(); ++i) {
+          narrow[i] = type == WeightType::kF16 ? FloatToHalf(wide[i]) : FloatToBf16(wide[i]);
+        }
+        PKM_ASSIGN_OR_RETURN(const void* p, Place(name, narrow.data(), bytes));
+        return WeightMatrix(p, type);
+      }
+      case WeightType::kI8: {
+        const Int8Rows q = QuantizeRowsInt8(wide.data(), rows, wide.size() / rows);
+        PKM_ASSIGN_OR_RETURN(const void* p, Place(name, q.q.data(), bytes));
+        PKM_ASSIGN_OR_RETURN(const void* scales,
+                             Place(name + " scales", q.scales.data(), rows * sizeof(float)));
+        return WeightMatrix(p, type, static_cast<const float*>(scales));
+      }
     }
-    backend_->CopyToDevice(buf.as<void>(), t->data, t->nbytes);
-    const void* p = buf.as<void>();
-    out_->buffers.push_back(std::move(buf));
-    return WeightMatrix(p, type);
+    return Status(StatusCode::kInternal, "tensor '" + name + "': no such weight type");
   }
   StatusOr<WeightMatrix> NeedMatrix(const std::string& name, bool value_table = false) {
     PKM_ASSIGN_OR_RETURN(WeightMatrix m, OptionalMatrix(name, value_table));
@@ -60,22 +93,15 @@ class Uploader {
     return m;
   }
 
-  // The tensor on the device; null when the model has no such tensor (an optional one).
+  // The tensor on the device, widened to fp32; null when the model has no such tensor (an
+  // optional one).
   StatusOr<const float*> Optional(const std::string& name) {
     const TensorView* t = model_.FindTensor(name);
     if (t == nullptr) return static_cast<const float*>(nullptr);
     std::vector<float> host(t->numel());
     ToFloat32(*t, host.data());
-    DeviceBuffer buf(backend_, host.size() * sizeof(float));
-    if (!buf) {
-      return Status(StatusCode::kResourceExhausted,
-                    "cannot place tensor '" + name + "' on " + backend_->name());
-    }
-    backend_->CopyToDevice(buf.f(), host.data(), host.size() * sizeof(float));
-    out_->bytes += buf.bytes();
-    const float* p = buf.f();
-    out_->buffers.push_back(std::move(buf));
-    return p;
+    PKM_ASSIGN_OR_RETURN(const void* p, Place(name, host.data(), host.size() * sizeof(float)));
+    return static_cast<const float*>(p);
   }
   // A tensor the loader checked is present.
   StatusOr<const float*> Need(const std::string& name) {
@@ -97,17 +123,44 @@ class Uploader {
   }
 
  private:
+  // `bytes` of host memory copied into a new allocation of the backend, owned by out_.
+  StatusOr<const void*> Place(const std::string& name, const void* host, size_t bytes) {
+    DeviceBuffer buf(backend_, bytes);
+    if (!buf) {
+      return Status(StatusCode::kResourceExhausted,
+                    "cannot place tensor '" + name + "' on " + backend_->name());
+    }
+    backend_->CopyToDevice(buf.as<void>(), host, bytes);
+    out_->bytes += buf.bytes();
+    const void* p = buf.as<void>();
+    out_->buffers.push_back(std::move(buf));
+    return p;
+  }
+
   const LoadedModel& model_;
   Backend* backend_;
-  WeightsHeld held_;
+  HeldTypes held_;
   ModelWeights* out_;
 };
 
 }  // namespace
 
-std::string HeldTypes(const ModelWeights& weights) {
+bool ParseWeightsHeld(std::string_view text, WeightsHeld* out) {
+  static constexpr std::pair<std::string_view, WeightsHeld> kNames[] = {
+      {"as-stored", WeightsHeld::kAsStored}, {"f32", WeightsHeld::kF32},
+      {"f16", WeightsHeld::kF16}, {"bf16", WeightsHeld::kBF16}, {"int8", WeightsHeld::kI8}};
+  for (const auto& [name, held] : kNames) {
+    if (text == name) {
+      *out = held;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string HeldTypeNames(const ModelWeights& weights) {
   std::string types;
-  for (WeightType t : {WeightType::kF16, WeightType::kBF16, WeightType::kF32}) {
+  for (WeightType t : {WeightType::kI8, WeightType::kF16, WeightType::kBF16, WeightType::kF32}) {
     if (weights.bytes_of[static_cast<int>(t)] == 0) continue;
     if (!types.empty()) types += "+";
     types += WeightTypeName(t);
@@ -116,7 +169,7 @@ std::string HeldTypes(const ModelWeights& weights) {
 }
 
 StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelConfig& c,
-                                          Backend* backend, WeightsHeld held) {
+                                          Backend* backend, const HeldTypes& held) {
   ModelWeights w;
   Uploader up(model, backend, held, &w);
   const int d = c.d_model;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -21,10 +22,23 @@ struct NormWeights {
   const float* bias = nullptr;  // null: no bias
 };
 
-// How weight matrices are held (--weights-dtype).
+// How weight matrices are held (--weights-dtype, --pkm-values-dtype). A type the backend
+// does not read falls back to fp32.
 enum class WeightsHeld {
-  kAsStored,  // as the file stores them, where the backend reads that type; else fp32
+  kAsStored,  // as the file stores them (mapped, on the CPU)
   kF32,       // widened to fp32 (the engine before typed weights)
+  kF16,       // converted at load, rounding to nearest even
+  kBF16,
+  kI8,        // per-row absmax int8 (weight_conversion.h)
+};
+
+// The flags' spellings: "as-stored", "f32", "f16", "bf16", "int8".
+inline constexpr char kWeightsHeldChoices[] = "as-stored, f32, f16, bf16 or int8";
+bool ParseWeightsHeld(std::string_view text, WeightsHeld* out);
+
+struct HeldTypes {
+  WeightsHeld matrices = WeightsHeld::kAsStored;    // Linear weights and embedding tables
+  WeightsHeld pkm_values = WeightsHeld::kAsStored;  // the PKM value tables
 };
 
 struct LinearWeights {
@@ -72,17 +86,16 @@ struct ModelWeights {
   size_t bytes = 0;              // every tensor as held
   size_t mapped_bytes = 0;       // of bytes: used from the model file's mapping
   size_t value_table_bytes = 0;  // of bytes
-  size_t bytes_of[3] = {};       // of the weight matrices' bytes, by WeightType
+  size_t bytes_of[kWeightTypes] = {};  // the matrices' and value tables' bytes, by WeightType
 };
 
-// The types the weight matrices are held in, "+"-joined: "float16", "float16+float32".
-std::string HeldTypes(const ModelWeights& weights);
+// The types the weight matrices are held in, "+"-joined: "float16", "int8+float32".
+std::string HeldTypeNames(const ModelWeights& weights);
 
 // Places `model`'s tensors on `backend` as the header says. `config` must be the model's
 // config and outlive the result (the memories point into it); so must `model` (its mapping).
 // kResourceExhausted names the tensor the backend could not hold.
 StatusOr<ModelWeights> UploadModelWeights(const LoadedModel& model, const ModelConfig& config,
-                                          Backend* backend,
-                                          WeightsHeld held = WeightsHeld::kAsStored);
+                                          Backend* backend, const HeldTypes& held = {});
 
 }  // namespace pkm

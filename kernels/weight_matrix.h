@@ -1,6 +1,7 @@
 // A weight matrix as a backend reads it: row-major [rows, cols] elements of one type. 16-bit
 // weights are read as stored and widened to fp32 in registers (fp16 and bf16 widen exactly, so
-// a kernel on 16-bit weights gives the same bits as on their fp32 widening).
+// a kernel on 16-bit weights gives the same bits as on their fp32 widening). int8 weights
+// carry one fp32 scale per row (absmax quantisation at load): element = q · scales[row].
 #pragma once
 
 #include <cstddef>
@@ -9,15 +10,19 @@
 
 namespace pkm {
 
-enum class WeightType : uint8_t { kF32, kF16, kBF16 };
+enum class WeightType : uint8_t { kF32, kF16, kBF16, kI8 };
+inline constexpr int kWeightTypes = 4;
 
-inline size_t WeightTypeBytes(WeightType t) { return t == WeightType::kF32 ? 4 : 2; }
+inline size_t WeightTypeBytes(WeightType t) {
+  return t == WeightType::kF32 ? 4 : t == WeightType::kI8 ? 1 : 2;
+}
 
 inline const char* WeightTypeName(WeightType t) {
   switch (t) {
     case WeightType::kF32: return "float32";
     case WeightType::kF16: return "float16";
     case WeightType::kBF16: return "bfloat16";
+    case WeightType::kI8: return "int8";
   }
   return "unknown";
 }
@@ -25,11 +30,13 @@ inline const char* WeightTypeName(WeightType t) {
 struct WeightMatrix {
   const void* data = nullptr;
   WeightType type = WeightType::kF32;
+  const float* scales = nullptr;  // kI8: one per row
 
   WeightMatrix() = default;
   // fp32 weights, as every buffer was before typed weights: existing fp32 callers convert.
   WeightMatrix(const float* f32) : data(f32) {}  // NOLINT(google-explicit-constructor)
-  WeightMatrix(const void* bytes, WeightType t) : data(bytes), type(t) {}
+  WeightMatrix(const void* bytes, WeightType t, const float* row_scales = nullptr)
+      : data(bytes), type(t), scales(row_scales) {}
 
   const float* f32() const { return static_cast<const float*>(data); }
   explicit operator bool() const { return data != nullptr; }
@@ -72,6 +79,11 @@ inline void WidenRow(const WeightMatrix& w, size_t row, int cols, float* out) {
   const size_t begin = row * static_cast<size_t>(cols);
   if (w.type == WeightType::kF32) {
     std::memcpy(out, w.f32() + begin, sizeof(float) * static_cast<size_t>(cols));
+    return;
+  }
+  if (w.type == WeightType::kI8) {
+    const int8_t* q = static_cast<const int8_t*>(w.data) + begin;
+    for (int i = 0; i < cols; ++i) out[i] = static_cast<float>(q[i]) * w.scales[row];
     return;
   }
   const uint16_t* src = static_cast<const uint16_t*>(w.data) + begin;

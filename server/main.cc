@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
       .kv_cache_bytes = settings->kv_cache_bytes,
       .pkm_usage_window = metrics_on ? settings->pkm_usage_window : 0,
       .time_pkm_lookups = metrics_on,
-      .weights_held = settings->weights_held};
+      .held = settings->held};
   auto engine = pkm::Engine::Create(*model, std::move(backend->backend), engine_options);
   // A backend that cannot run one of the model's parts refuses it (kFailedPrecondition): under
   // --device=auto the CPU, which runs every part, takes over, saying why.

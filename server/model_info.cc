@@ -49,7 +49,7 @@ pkmserve::v1::ModelInfo DescribeModel(const LoadedModel& model, const Engine& en
   info.set_weight_dtype(c.dtype);
   info.set_compute_dtype("float32");
   info.set_weight_bytes(engine.weight_bytes());
-  info.set_held_dtype(HeldTypes(engine.weights()));
+  info.set_held_dtype(HeldTypeNames(engine.weights()));
   info.set_mapped_weight_bytes(engine.weights().mapped_bytes);
   info.set_server_version(VersionLine());
   pkmserve::v1::ServerLimits* limits = info.mutable_limits();

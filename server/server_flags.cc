@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <vector>
 #include <algorithm>
 
@@ -27,8 +28,12 @@ ABSL_FLAG(std::string, device, "auto",
           "auto (CUDA when a GPU can be used, else the CPU) | cpu | cuda (fail without a GPU)");
 ABSL_FLAG(int, threads, 0, "CPU engine threads (0: one per core)");
 ABSL_FLAG(std::string, weights_dtype, "as-stored",
-          "weight matrices as the model stores them (fp16/bf16 read as such where the device "
-          "can) | f32 (widened at load)");
+          "weight matrices (Linear weights, embeddings): as-stored (fp16/bf16 read as such, "
+          "from the file's mapping on the CPU) | f32 | f16 | bf16 | int8 (per-row absmax), "
+          "converted at load; a type the device cannot read is widened to f32");
+ABSL_FLAG(std::string, pkm_values_dtype, "as-stored",
+          "the PKM value tables: as-stored | f32 | f16 | bf16 | int8, as for the weight "
+          "matrices");
 ABSL_FLAG(int, max_batch_tokens, 512,
           "tokens per engine step: decode tokens plus prefill chunks, [1, 65536]");
 ABSL_FLAG(int, max_queue, 256, "requests waiting for admission before RESOURCE_EXHAUSTED, [0, 1000000]");
@@ -214,11 +219,15 @@ StatusOr<ServerSettings> Settings(const CommandLine& command_line) {
     return Invalid("--device must be auto, cpu or cuda, got '" + s.device + "'");
   }
 
-  const std::string weights_dtype = absl::GetFlag(FLAGS_weights_dtype);
-  if (weights_dtype != "as-stored" && weights_dtype != "f32") {
-    return Invalid("--weights-dtype must be as-stored or f32, got '" + weights_dtype + "'");
+  for (const auto& [flag, value, held] :
+       {std::tuple("--weights-dtype", absl::GetFlag(FLAGS_weights_dtype), &s.held.matrices),
+        std::tuple("--pkm-values-dtype", absl::GetFlag(FLAGS_pkm_values_dtype),
+                   &s.held.pkm_values)}) {
+    if (!ParseWeightsHeld(value, held)) {
+      return Invalid(std::string(flag) + " must be " + kWeightsHeldChoices + ", got '" + value +
+                     "'");
+    }
   }
-  s.weights_held = weights_dtype == "f32" ? WeightsHeld::kF32 : WeightsHeld::kAsStored;
 
   s.threads = absl::GetFlag(FLAGS_threads);
   PKM_RETURN_IF_ERROR(CheckRange("--threads", s.threads, 0, 1024));

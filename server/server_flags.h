@@ -20,7 +20,7 @@ struct ServerSettings {
   int pkm_usage_window = 0;    // tokens; memory usage is tracked only with metrics on
   std::string device;  // as asked: "auto", "cpu" or "cuda"; main resolves auto to what runs
   int threads = 0;
-  WeightsHeld weights_held = WeightsHeld::kAsStored;  // --weights-dtype
+  HeldTypes held;  // --weights-dtype, --pkm-values-dtype
   size_t kv_cache_bytes = 0;
   double drain_timeout_s = 0;
   bool check_only = false;  // load, validate, print and exit

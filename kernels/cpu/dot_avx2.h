@@ -2,9 +2,10 @@
 // the PKM sub-key scores and the attention scores. Private to kernels/cpu; include only from
 // files compiled with -mavx2 -mfma -mf16c.
 //
-// The tiles (DotTile and what is built on it) read their weight rows as float, Half or BFloat16
-// and widen 16-bit elements in registers (F16C; bf16 by a shift). Widening is exact, so a dot
-// product over 16-bit weights is the same bits as over their fp32 widening.
+// The tiles (DotTile and what is built on it) read their weight rows as float, Half, BFloat16
+// or Int8 and widen them in registers (F16C; bf16 by a shift; int8 to its integer value).
+// Widening is exact, so a dot product over 16-bit weights is the same bits as over their fp32
+// widening; over int8 it is Σ x·q, which the caller scales by the row's scale.
 //
 // Every dot product over `len` floats is computed the same way wherever it sits in a tile:
 // eight lane sums, lane l accumulating elements l, l+8, l+16, ... with one FMA each, in order
@@ -28,6 +29,10 @@ struct Half {
 struct BFloat16 {
   uint16_t bits;
 };
+// int8 weights, widened to their integer value (the row's scale is applied by the caller).
+struct Int8 {
+  int8_t q;
+};
 
 // Eight weights from p, widened.
 inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -37,6 +42,10 @@ inline __m256 Load8(const Half* p) {
 inline __m256 Load8(const BFloat16* p) {
   const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline __m256 Load8(const Int8* p) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
 }
 
 // Mask of the first `rem` lanes (0 <= rem <= 8), for the partial chunk at the end of a row.

@@ -28,9 +28,10 @@ struct Scratch {
 };
 
 // One token: out[v_dim] = Σ_h Σ_j w[h,j]·values[id[h,j]]; ids, weights: [heads, knn] or null.
+// scales: int8 tables' row scales, else null.
 template <typename W>
 void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* values,
-                 Scratch& sc, float* out, int32_t* ids, float* weights) {
+                 const float* scales, Scratch& sc, float* out, int32_t* ids, float* weights) {
   const int half = s.k_dim / 2, k = s.knn, nk = s.n_keys;
   const size_t sub = static_cast<size_t>(nk) * half;  // floats of one [n_keys, k_dim/2] table
   std::fill(out, out + s.v_dim, 0.0f);
@@ -56,7 +57,8 @@ void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* 
       const int32_t id = KeyIndex(sc.best[j]);
       if (ids) ids[static_cast<size_t>(h) * k + j] = id;
       if (weights) weights[static_cast<size_t>(h) * k + j] = w;
-      avx2::Axpy(w, values + static_cast<size_t>(id) * s.v_dim, s.v_dim, out);
+      avx2::Axpy(scales ? w * scales[id] : w, values + static_cast<size_t>(id) * s.v_dim, s.v_dim,
+                 out);
     }
   }
 }
@@ -64,7 +66,7 @@ void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* 
 
 template <typename W>
 void PkmLookupOf(const PkmShape& s, const float* q, int n, const float* keys, const W* values,
-                 float* out, int32_t* ids, float* weights) {
+                 const float* scales, float* out, int32_t* ids, float* weights) {
   const size_t per_token = static_cast<size_t>(s.heads) * s.knn;  // rows of ids and weights
   // A token costs tens of µs (the bundled model's shape): a few pay for a parallel region.
 #pragma omp parallel num_threads(NumThreads()) if (n >= 4)
@@ -78,7 +80,7 @@ void PkmLookupOf(const PkmShape& s, const float* q, int n, const float* keys, co
     sc.e.resize(static_cast<size_t>(s.knn));
 #pragma omp for schedule(static)
     for (int t = 0; t < n; ++t) {
-      LookupToken(s, q + static_cast<size_t>(t) * s.heads * s.k_dim, keys, values, sc,
+      LookupToken(s, q + static_cast<size_t>(t) * s.heads * s.k_dim, keys, values, scales, sc,
                   out + static_cast<size_t>(t) * s.v_dim, ids ? ids + t * per_token : nullptr,
                   weights ? weights + t * per_token : nullptr);
     }
@@ -92,13 +94,16 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, Weig
   RequireAvx2Fma();
   switch (values.type) {
     case WeightType::kF32:
-      return PkmLookupOf(s, q, n, keys, values.f32(), out, ids, weights);
+      return PkmLookupOf(s, q, n, keys, values.f32(), nullptr, out, ids, weights);
     case WeightType::kF16:
-      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::Half*>(values.data), out, ids,
-                         weights);
-    case WeightType::kBF16:
-      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::BFloat16*>(values.data), out,
+      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::Half*>(values.data), nullptr, out,
                          ids, weights);
+    case WeightType::kBF16:
+      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::BFloat16*>(values.data), nullptr,
+                         out, ids, weights);
+    case WeightType::kI8:
+      return PkmLookupOf(s, q, n, keys, static_cast<const avx2::Int8*>(values.data),
+                         values.scales, out, ids, weights);
   }
 }
 

@@ -17,8 +17,8 @@ std::vector<float> AllLogits(Engine& engine, const std::vector<int32_t>& tokens)
 }
 
 TEST_F(EngineTest, WeightsAsStoredGiveTheBitsOfTheirFp32Widening) {
-  auto stored = MakeEngine({.weights_held = WeightsHeld::kAsStored});
-  auto widened = MakeEngine({.weights_held = WeightsHeld::kF32});
+  auto stored = MakeEngine({});
+  auto widened = MakeEngine({.held = {WeightsHeld::kF32, WeightsHeld::kF32}});
   ASSERT_NE(stored, nullptr);
   ASSERT_NE(widened, nullptr);
   for (int s = 0; s < NumGoldenSequences(); ++s) {
@@ -30,8 +30,8 @@ TEST_F(EngineTest, WeightsAsStoredGiveTheBitsOfTheirFp32Widening) {
 }
 
 TEST_F(EngineTest, WeightsAsStoredAreUsedFromTheMappingInHalfTheBytes) {
-  auto stored = MakeEngine({.weights_held = WeightsHeld::kAsStored});
-  auto widened = MakeEngine({.weights_held = WeightsHeld::kF32});
+  auto stored = MakeEngine({});
+  auto widened = MakeEngine({.held = {WeightsHeld::kF32, WeightsHeld::kF32}});
   ASSERT_NE(stored, nullptr);
   ASSERT_NE(widened, nullptr);
   const ModelWeights& s = stored->weights();

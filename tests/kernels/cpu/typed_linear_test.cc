@@ -150,3 +150,62 @@ TEST(TypedPkmLookup, IsTheLookupOnTheWidenedValues) {
 
 }  // namespace
 }  // namespace pkm::cpu
+
+namespace pkm::cpu {
+namespace {
+
+struct Int8Matrix {
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+  WeightMatrix view() const { return WeightMatrix(q.data(), WeightType::kI8, scales.data()); }
+};
+
+Int8Matrix RandomInt8(size_t rows, size_t cols, unsigned seed) {
+  std::mt19937 rng(seed);
+  Int8Matrix m;
+  m.q.resize(rows * cols);
+  for (int8_t& v : m.q) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  m.scales = RandomFloats(rows, seed + 1, 0.001f, 0.02f);
+  return m;
+}
+
+// int8 rows: y = (x · q) · scale + b, within rounding of the reference on q · scale, and the
+// row of a batch is the row alone.
+TEST(Int8Linear, MatchesTheReferenceOnItsWideningAndIsBatchInvariant) {
+  for (int in : {7, 256, 771}) {
+    const int n = 37, out = 45;
+    const std::vector<float> x = RandomFloats(static_cast<size_t>(n) * in, 1);
+    const Int8Matrix w = RandomInt8(out, in, 2);
+    const std::vector<float> b = RandomFloats(out, 3);
+    std::vector<float> got(static_cast<size_t>(n) * out), ref(got.size()), alone(out);
+    Linear(x.data(), n, in, w.view(), b.data(), out, got.data());
+    ref::Linear(x.data(), n, in, w.view(), b.data(), out, ref.data());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], ref[i], 1e-5f * (1.0f + std::abs(ref[i]))) << "in " << in << " " << i;
+    }
+    for (int t = 0; t < n; ++t) {
+      Linear(x.data() + static_cast<size_t>(t) * in, 1, in, w.view(), b.data(), out, alone.data());
+      ASSERT_TRUE(BitwiseEqual(alone.data(), got.data() + static_cast<size_t>(t) * out, out));
+    }
+  }
+}
+
+TEST(Int8PkmLookup, MatchesTheReferenceOnItsWidening) {
+  const PkmShape s{.heads = 2, .knn = 8, .n_keys = 16, .k_dim = 16, .v_dim = 36};
+  const int n = 5;
+  const std::vector<float> q = RandomFloats(static_cast<size_t>(n) * s.heads * s.k_dim, 7);
+  const std::vector<float> keys =
+      RandomFloats(static_cast<size_t>(s.heads) * 2 * s.n_keys * (s.k_dim / 2), 8);
+  const Int8Matrix values = RandomInt8(static_cast<size_t>(s.n_keys) * s.n_keys, s.v_dim, 9);
+  std::vector<float> got(static_cast<size_t>(n) * s.v_dim), ref(got.size());
+  std::vector<int32_t> got_ids(static_cast<size_t>(n) * s.heads * s.knn), ref_ids(got_ids.size());
+  PkmLookup(s, q.data(), n, keys.data(), values.view(), got.data(), got_ids.data(), nullptr);
+  ref::PkmLookup(s, q.data(), n, keys.data(), values.view(), ref.data(), ref_ids.data(), nullptr);
+  EXPECT_EQ(got_ids, ref_ids);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], ref[i], 1e-5f * (1.0f + std::abs(ref[i]))) << "element " << i;
+  }
+}
+
+}  // namespace
+}  // namespace pkm::cpu
