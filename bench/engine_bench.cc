@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
        {"repeats", "N", "timed runs, best taken, after one warm-up", "3"},
        {"weights-dtype", "TYPE", "weight matrices: as-stored, f32, f16, bf16 or int8", "as-stored"},
        {"pkm-values-dtype", "TYPE", "PKM value tables: as --weights-dtype", "as-stored"},
+       {"memory-knn", "K", "slots read per memory head (0: as trained)", "0"},
+       {"memory-heads", "H", "memory heads read (0: as trained)", "0"},
        {"out", "FILE.json", "also write the results as JSON", ""}});
   auto count = [&args](const char* name) {
     return pkm::bench::IntFlagOrExit(args, name, 1, 1 << 20);
@@ -66,6 +68,8 @@ int main(int argc, char** argv) {
   const int prompt_tokens = count("prompt-tokens"), decode_tokens = count("decode-tokens");
   const int score_batch = count("score-batch"), score_len = count("score-len");
   const int repeats = count("repeats");
+  const pkm::MemoryReads reads{pkm::bench::IntFlagOrExit(args, "memory-knn", 0, 1 << 20),
+                               pkm::bench::IntFlagOrExit(args, "memory-heads", 0, 1 << 20)};
   const std::string weights_dtype = args.Get("weights-dtype");
   const std::string values_dtype = args.Get("pkm-values-dtype");
   pkm::HeldTypes held;
@@ -125,7 +129,7 @@ int main(int argc, char** argv) {
     std::vector<pkm::SeqChunk> chunks;
     for (int b = 0; b < decode_batch; ++b) {
       for (auto& t : prompts[b]) t = tok(rng);
-      chunks.push_back({.seq = 1 + b, .tokens = prompts[b]});
+      chunks.push_back({.seq = 1 + b, .tokens = prompts[b], .memory = reads});
     }
     Check(engine.Step(chunks, &step), "prefill");
     std::vector<int32_t> next(decode_batch);
@@ -135,7 +139,7 @@ int main(int argc, char** argv) {
       for (int b = 0; b < decode_batch; ++b) {
         next[b] = Argmax(step.logits.data() + static_cast<size_t>(step.logits_row[b]) * cfg.vocab_size,
                          cfg.vocab_size);
-        chunks.push_back({.seq = 1 + b, .tokens = {&next[b], 1}});
+        chunks.push_back({.seq = 1 + b, .tokens = {&next[b], 1}, .memory = reads});
       }
       Check(engine.Step(chunks, &step), "decode");
     }
@@ -150,7 +154,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < score_batch; ++i) {
     batch.push_back({.seq = 10 + i,
                      .tokens = std::span<const int32_t>(seqs[i]).first(score_len),
-                     .targets = std::span<const int32_t>(seqs[i]).subspan(1)});
+                     .targets = std::span<const int32_t>(seqs[i]).subspan(1),
+                     .memory = reads});
   }
   double score_s = 1e30;
   for (int r = 0; r <= repeats; ++r) {

@@ -20,6 +20,7 @@ const FlagTerms kTerms = {
     {"top_p", "--top-p"},               {"seed", "--seed"},               {"stop", "--stop"},
     {"truncate", "--truncate"},         {"top_logprobs", "--top-logprobs"},
     {"logprobs", "--logprobs"},         {"ignore_eos", "--ignore-eos"},
+    {"memory_knn", "--memory-knn"},     {"memory_heads", "--memory-heads"},
 };
 
 // After the streamed text: each token's id, piece and logprob, and its best alternatives.
@@ -78,6 +79,9 @@ int GenerateCommand(const std::vector<std::string>& argv) {
           {"logprobs", "", "after the text, list each token's id, piece and logprob", ""},
           {"top-logprobs", "N", "with each token, its N most likely alternatives (implies "
                                 "--logprobs)", "0"},
+          {"memory-knn", "K", "read K slots per memory head (below the trained knn; 0: as "
+                              "trained)", "0"},
+          {"memory-heads", "H", "read the first H memory heads (0: as trained)", "0"},
           {"json", "", "print one JSON object per streamed message instead of the text", ""},
       },
       &code);
@@ -90,9 +94,11 @@ int GenerateCommand(const std::vector<std::string>& argv) {
   auto temperature = args->GetDouble("temperature", 0, 100);
   auto top_k = args->GetInt("top-k", 0, 1 << 24);
   auto top_p = args->GetDouble("top-p", 1e-9, 1);
+  auto memory_knn = args->GetInt("memory-knn", 0, 1 << 20);
+  auto memory_heads = args->GetInt("memory-heads", 0, 1 << 20);
   for (const Status& s :
        {max_tokens.status(), truncate.status(), top_logprobs.status(), temperature.status(),
-        top_k.status(), top_p.status()}) {
+        top_k.status(), top_p.status(), memory_knn.status(), memory_heads.status()}) {
     if (!s.ok()) return ReportUsageError(s);
   }
   auto conn = Connection::FromArgs(*args);
@@ -105,6 +111,8 @@ int GenerateCommand(const std::vector<std::string>& argv) {
   req.set_temperature(static_cast<float>(*temperature));
   req.set_top_k(static_cast<uint32_t>(*top_k));
   req.set_top_p(static_cast<float>(*top_p));
+  req.set_memory_knn(static_cast<uint32_t>(*memory_knn));
+  req.set_memory_heads(static_cast<uint32_t>(*memory_heads));
   if (args->Has("seed")) {
     auto seed = args->GetInt("seed", 0, std::numeric_limits<long>::max());
     if (!seed.ok()) return ReportUsageError(seed.status());

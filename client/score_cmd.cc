@@ -29,6 +29,9 @@ std::vector<FlagSpec> ScoreFlags() {
       {"ctx", "N", "tokens per window (default: the model's max_seq_len)", ""},
       {"stride", "N", "stride mode: tokens between window starts (default: ctx / 2)", ""},
       {"parallel", "N", "Score requests in flight", "4"},
+      {"memory-knn", "K", "read K slots per memory head (below the trained knn; 0: as trained)",
+       "0"},
+      {"memory-heads", "H", "read the first H memory heads (0: as trained)", "0"},
       {"json", "", "print one JSON object per file", ""},
       {"per-token", "FILE", "write each scored token, its piece and logprob as TSV (- for stdout)",
        ""},
@@ -81,7 +84,8 @@ struct FileScore {
 // only (score_from), so the server scores and counts each token once.
 StatusOr<FileScore> ScoreWindows(const Connection& conn, const std::vector<int32_t>& tokens,
                                  const std::vector<ScoreWindowRequest>& plan, int parallel,
-                                 bool want_pieces, Progress* progress, grpc::Status* rpc_error) {
+                                 bool want_pieces, const v1::ScoreRequest& memory_reads,
+                                 Progress* progress, grpc::Status* rpc_error) {
   auto stub = v1::Inference::NewStub(conn.channel());
   std::vector<std::vector<v1::ScoredToken>> kept(plan.size());
   std::atomic<size_t> next{0};
@@ -92,7 +96,7 @@ StatusOr<FileScore> ScoreWindows(const Connection& conn, const std::vector<int32
     workers.emplace_back([&] {
       for (size_t i = next++; i < plan.size(); i = next++) {
         const ScoreWindowRequest& p = plan[i];
-        v1::ScoreRequest req;
+        v1::ScoreRequest req = memory_reads;
         for (int t = p.begin; t < p.end; ++t) {
           req.mutable_tokens()->add_ids(t == p.begin && p.first_token >= 0 ? p.first_token
                                                                             : tokens[t]);
@@ -160,6 +164,13 @@ int ScoreCommand(const std::vector<std::string>& argv) {
   }
   auto parallel = args->GetInt("parallel", 1, 256);
   if (!parallel.ok()) return ReportUsageError(parallel.status());
+  auto memory_knn = args->GetInt("memory-knn", 0, 1 << 20);
+  if (!memory_knn.ok()) return ReportUsageError(memory_knn.status());
+  auto memory_heads = args->GetInt("memory-heads", 0, 1 << 20);
+  if (!memory_heads.ok()) return ReportUsageError(memory_heads.status());
+  v1::ScoreRequest memory_reads;  // the fields every window's request starts from
+  memory_reads.set_memory_knn(static_cast<uint32_t>(*memory_knn));
+  memory_reads.set_memory_heads(static_cast<uint32_t>(*memory_heads));
   auto conn = Connection::FromArgs(*args);
   if (!conn.ok()) return ReportUsageError(conn.status());
   auto stub = v1::Inference::NewStub(conn->channel());
@@ -226,9 +237,13 @@ int ScoreCommand(const std::vector<std::string>& argv) {
     StatusOr<FileScore> scored = [&] {
       Progress progress(path, total);
       return ScoreWindows(*conn, ids, plan, static_cast<int>(*parallel), tsv != nullptr,
-                          &progress, &rpc_error);
+                          memory_reads, &progress, &rpc_error);
     }();
-    if (!scored.ok()) return ReportRpcError(rpc_error, {{"context", "--ctx"}, {"stride", "--stride"}});
+    if (!scored.ok()) {
+      return ReportRpcError(rpc_error, {{"context", "--ctx"}, {"stride", "--stride"},
+                                        {"memory_knn", "--memory-knn"},
+                                        {"memory_heads", "--memory-heads"}});
+    }
     const PerplexityStats stats = Summarize(scored->logprobs);
     if (tsv != nullptr) {
       for (size_t i = 0; i < scored->ids.size(); ++i) {

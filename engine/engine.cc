@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <tuple>
 #include <unordered_set>
 
 #include "engine/layers.h"
@@ -16,6 +17,7 @@ struct Engine::Scratch {
   int tokens = 0, blocks = 0;
   DeviceBuffer x, h, q, k, v, att, o, f, f3, pq, bag, gate, mem, ids, pkm_weights, xr, logits;
   DeviceBuffer token_ids, token_seq, token_pos, block_tables, logit_rows;
+  DeviceBuffer token_knn, token_heads;  // per token, when a chunk of the step limits them
   // Host copies of one LM-head tile, reused across steps (decode calls this every token).
   std::vector<float> host_logits, host_logprobs;
   std::vector<int32_t> host_rows;
@@ -116,7 +118,8 @@ void Engine::EnsureScratch() {
   const size_t per_token = MaxOverMemories(c, [](const MemorySpec& m) { return m.heads * m.knn; });
   s.ids = DeviceBuffer(b, n * std::max<size_t>(per_token, 1) * sizeof(int32_t));
   floats(&s.pkm_weights, per_token);
-  for (DeviceBuffer* buf : {&s.token_ids, &s.token_seq, &s.token_pos}) {
+  for (DeviceBuffer* buf :
+       {&s.token_ids, &s.token_seq, &s.token_pos, &s.token_knn, &s.token_heads}) {
     *buf = DeviceBuffer(b, n * sizeof(int32_t));
   }
   s.xr = DeviceBuffer(b, kLogitTile * d * sizeof(float));
@@ -141,6 +144,7 @@ Status Engine::Validate(std::span<const SeqChunk> batch) const {
                     seq + " has " + std::to_string(ch.targets.size()) + " targets for " +
                         std::to_string(ch.tokens.size()) + " tokens; expected one per token");
     }
+    PKM_RETURN_IF_ERROR(CheckMemoryReads(ch.memory));
     if (ch.top_n < 0 || ch.top_n > c.vocab_size) {
       return Status(StatusCode::kInvalidArgument, "top_n " + std::to_string(ch.top_n) +
                                                       " is outside [0, " +
@@ -177,6 +181,34 @@ Status Engine::Validate(std::span<const SeqChunk> batch) const {
   return Status();
 }
 
+Status Engine::CheckMemoryReads(const MemoryReads& reads) const {
+  if (reads.knn == 0 && reads.heads == 0) return Status();
+  if (config_.memories.empty()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "memory_knn/memory_heads: the model has no memory layer");
+  }
+  if (!backend_->SupportsPkmTokenLimits()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "memory_knn/memory_heads: the " + backend_->name() +
+                      " backend reads every memory in full; serve on the CPU to read less");
+  }
+  int knn = config_.memories[0].knn, heads = config_.memories[0].heads;
+  for (const MemorySpec& m : config_.memories) {
+    knn = std::min(knn, m.knn);
+    heads = std::min(heads, m.heads);
+  }
+  for (const auto& [name, value, most] :
+       {std::tuple("memory_knn", reads.knn, knn), std::tuple("memory_heads", reads.heads, heads)}) {
+    if (value < 0 || value > most) {
+      return Status(StatusCode::kInvalidArgument,
+                    std::string(name) + " must be in [1, " + std::to_string(most) +
+                        "] (the trained value; 0 or unset reads it), got " +
+                        std::to_string(value));
+    }
+  }
+  return Status();
+}
+
 Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
   PKM_RETURN_IF_ERROR(Validate(batch));
   const ModelConfig& c = config_;
@@ -191,7 +223,9 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
     const int len = SequenceLength(ch.seq) + static_cast<int>(ch.tokens.size());
     max_blocks = std::max(max_blocks, (len + KvCache::kBlockSize - 1) / KvCache::kBlockSize);
   }
-  std::vector<int32_t> tokens, token_seq, token_pos;
+  std::vector<int32_t> tokens, token_seq, token_pos, token_knn, token_heads;
+  bool limited = false;
+  for (const SeqChunk& ch : batch) limited |= ch.memory.knn > 0 || ch.memory.heads > 0;
   std::vector<int32_t> tables(batch.size() * static_cast<size_t>(max_blocks), 0);
   std::vector<OutputRow> rows;
   result->logits_row.assign(batch.size(), -1);
@@ -212,6 +246,10 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
       tokens.push_back(ch.tokens[t]);
       token_seq.push_back(static_cast<int32_t>(i));
       token_pos.push_back(start + t);
+      if (limited) {
+        token_knn.push_back(ch.memory.knn);
+        token_heads.push_back(ch.memory.heads);
+      }
       if (ch.all_logits || (!scoring && t == len - 1)) {
         rows.push_back({row, static_cast<int>(i), -1});
         ++logits_rows;
@@ -244,7 +282,11 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
     b.CopyToDevice(s.token_ids.as<int32_t>(), tokens.data() + t0, tn * sizeof(int32_t));
     b.CopyToDevice(s.token_seq.as<int32_t>(), token_seq.data() + t0, tn * sizeof(int32_t));
     b.CopyToDevice(s.token_pos.as<int32_t>(), token_pos.data() + t0, tn * sizeof(int32_t));
-    Forward(tn, max_blocks, result, t0);
+    if (limited) {
+      b.CopyToDevice(s.token_knn.as<int32_t>(), token_knn.data() + t0, tn * sizeof(int32_t));
+      b.CopyToDevice(s.token_heads.as<int32_t>(), token_heads.data() + t0, tn * sizeof(int32_t));
+    }
+    Forward(tn, max_blocks, result, t0, limited);
     size_t end_row = next_row;
     while (end_row < rows.size() && rows[end_row].token < t0 + tn) ++end_row;
     EmitOutputs(batch, std::span<const OutputRow>(rows).subspan(next_row, end_row - next_row), t0,
@@ -255,7 +297,8 @@ Status Engine::Step(std::span<const SeqChunk> batch, StepResult* result) {
   return Status();
 }
 
-void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token) {
+void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token,
+                     bool limited) {
   const ModelConfig& c = config_;
   const ModelWeights& w = weights_;
   Backend& b = *backend_;
@@ -268,6 +311,9 @@ void Engine::Forward(int n, int max_blocks, StepResult* result, int first_token)
                       .gate = s.gate.f(),
                       .ids = want_ids ? s.ids.as<int32_t>() : nullptr,
                       .slot_weights = pkm_usage_.empty() ? nullptr : s.pkm_weights.f(),
+                      .memory_limits = limited ? cpu::PkmTokenLimits{s.token_knn.as<int32_t>(),
+                                                                     s.token_heads.as<int32_t>()}
+                                               : cpu::PkmTokenLimits{},
                       .positions = s.token_pos.as<int32_t>(), .seqs = s.token_seq.as<int32_t>(),
                       .block_tables = s.block_tables.as<int32_t>(), .max_blocks = max_blocks};
   float* x = s.x.f();

@@ -40,6 +40,13 @@ struct EngineOptions {
   HeldTypes held = {};
 };
 
+// How much of each memory layer a request reads, below what it was trained with (a per-request
+// trade of quality for speed): the first `heads` heads, `knn` slots each; 0: the trained value.
+struct MemoryReads {
+  int knn = 0;
+  int heads = 0;
+};
+
 // One sequence's part of a step.
 struct SeqChunk {
   SeqId seq = 0;
@@ -55,6 +62,8 @@ struct SeqChunk {
   std::span<const int32_t> targets = {};
   // With targets: also the top_n most likely tokens at each scored position.
   int top_n = 0;
+  // Each memory layer read below its trained heads and knn (Engine::CheckMemoryReads).
+  MemoryReads memory = {};
 };
 
 // Log-probabilities of one chunk's targets (positions with target -1 are skipped).
@@ -106,6 +115,10 @@ class Engine {
   static StatusOr<std::unique_ptr<Engine>> Create(const LoadedModel& model,
                                                   std::unique_ptr<Backend> backend,
                                                   const EngineOptions& options);
+  // OK when a chunk may read the memories so: each of knn and heads 0 (trained) or in [1, the
+  // smallest trained value over the memory layers]; kInvalidArgument naming the field
+  // otherwise, kFailedPrecondition on a backend that cannot (SupportsPkmTokenLimits).
+  Status CheckMemoryReads(const MemoryReads& reads) const;
   ~Engine();
 
   // Runs one forward step. A sequence seen for the first time starts at position 0; later
@@ -151,7 +164,8 @@ class Engine {
   void EnsureScratch();
   // Runs n tokens (whose ids, chunks and positions are in the scratch) through every layer,
   // leaving the last hidden states in the scratch. first_token: their index in the step.
-  void Forward(int n, int max_blocks, StepResult* result, int first_token);
+  // limited: the step's per-token memory reads are in the scratch's token_knn/token_heads.
+  void Forward(int n, int max_blocks, StepResult* result, int first_token, bool limited);
   // One memory over the tile's n tokens: M(in) into out (slot ids and weights into t's, when
   // set); records, times and tracks usage as the options ask.
   void MemoryForward(const MemoryWeights& w, const TileBuffers& t, const float* in, int n,

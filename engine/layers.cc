@@ -63,7 +63,7 @@ void Memory(Backend& b, const MemoryWeights& w, const float* in, int n, const Ti
   }
   const cpu::PkmShape shape{m.heads, m.knn, m.n_keys, m.k_dim, m.v_dim};
   float* bag = m.output == MemoryOutput::kSum ? out : t.bag;
-  b.PkmLookup(shape, t.pq, n, w.keys, w.values, bag, t.ids, t.slot_weights);
+  b.PkmLookup(shape, t.pq, n, w.keys, w.values, bag, t.ids, t.slot_weights, t.memory_limits);
   if (m.output == MemoryOutput::kMemoryPlus) {
     Project(b, w.swilu, in, n, t.gate);
     b.SiluMul(t.gate, t.bag, static_cast<size_t>(n) * m.v_dim, t.bag);

@@ -21,6 +21,7 @@ struct TileBuffers {
   float *bag, *gate;       // [n, max v_dim]: the memory's weighted sum, Memory+'s gate
   int32_t* ids;            // [n, max heads·knn]: selected slots, or null
   float* slot_weights;     // [n, max heads·knn]: their softmax weights, or null
+  cpu::PkmTokenLimits memory_limits;  // per token (SeqChunk::memory), or empty
   const int32_t *positions, *seqs, *block_tables;
   int max_blocks;
 };

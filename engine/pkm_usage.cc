@@ -18,6 +18,7 @@ PkmUsageWindow::PkmUsageWindow(int64_t n_slots, int ids_per_token, int window_to
 void PkmUsageWindow::Evict(int slot_in_ring) {
   const size_t base = static_cast<size_t>(slot_in_ring) * ids_per_token_;
   for (int j = 0; j < ids_per_token_; ++j) {
+    if (ring_ids_[base + j] < 0) continue;  // a slot the token did not read (memory_knn)
     const auto id = static_cast<size_t>(ring_ids_[base + j]);
     if (--hits_[id] == 0) {
       --slots_hit_;
@@ -43,6 +44,7 @@ void PkmUsageWindow::Add(const int32_t* ids, const float* weights, int tokens) {
     std::copy_n(weights + src, ids_per_token_,
                 ring_weights_.begin() + static_cast<std::ptrdiff_t>(dst));
     for (int j = 0; j < ids_per_token_; ++j) {
+      if (ids[src + j] < 0) continue;  // a slot the token did not read (memory_knn)
       const auto id = static_cast<size_t>(ids[src + j]);
       if (hits_[id]++ == 0) ++slots_hit_;
       weight_sum_[id] += weights[src + j];

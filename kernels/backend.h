@@ -51,6 +51,8 @@ class Backend {
   virtual bool ReadsWeightType(WeightType t) const { return t == WeightType::kF32; }
   // Whether PkmLookup reads value tables of type `t` as stored (fp32 always).
   virtual bool ReadsPkmValueType(WeightType t) const { return t == WeightType::kF32; }
+  // Whether PkmLookup honours per-token limits (a request's memory_knn / memory_heads).
+  virtual bool SupportsPkmTokenLimits() const { return false; }
   // Whether ops may read host memory directly (the CPU backend): then the engine uses weights
   // from the model file's mapping instead of copying them into Alloc'd memory.
   virtual bool AddressesHostMemory() const { return false; }
@@ -76,9 +78,11 @@ class Backend {
                               const float* k_cache, const float* v_cache, int block_size,
                               const int32_t* block_tables, int max_blocks,
                               const int32_t* token_seq, const int32_t* token_pos, float* out) = 0;
-  // values is of a type ReadsPkmValueType accepts.
+  // values is of a type ReadsPkmValueType accepts; limits are empty unless
+  // SupportsPkmTokenLimits().
   virtual void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
-                         WeightMatrix values, float* out, int32_t* ids, float* weights) = 0;
+                         WeightMatrix values, float* out, int32_t* ids, float* weights,
+                         const cpu::PkmTokenLimits& limits) = 0;
 
   // out[t, :] = table[tokens[t], :] (widened) for t < n; table is [rows, d].
   virtual void Embedding(WeightMatrix table, int d, const int32_t* tokens, int n, float* out) = 0;

@@ -501,7 +501,7 @@ grpc::ServerUnaryReactor* InferenceService::Score(grpc::CallbackServerContext* c
   if (grpc::Status auth = CheckAuth(context); !auth.ok()) return reject(auth);
   v1::ScoreRequest request;
   if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return reject(s);
-  StatusOr<ScoreWork> work = ToScoreWork(request, *tokenizer_, model_config_);
+  StatusOr<ScoreWork> work = ToScoreWork(request, *tokenizer_, model_config_, config_.limits);
   if (!work.ok()) return reject(ToGrpcStatus(work.status()));
   work->deadline = SchedulerDeadline(context);
   auto* reactor = new ScoreReactor(scheduler_, tokenizer_, config_.metrics, response,

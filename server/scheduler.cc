@@ -329,6 +329,9 @@ void Scheduler::RunStep(const std::vector<Planned>& plan) {
     if (r->is_score) {
       c.targets = std::span<const int32_t>(r->targets).subspan(r->fed, p.len);
       c.top_n = r->score.top_n;
+      c.memory = r->score.memory;
+    } else {
+      c.memory = r->gen.memory;
     }
     chunks.push_back(c);
   }

@@ -107,6 +107,7 @@ struct GenerateSummary {
 struct GenerateWork {
   std::vector<int32_t> prompt;  // not empty; prompt + max_new_tokens <= max_seq_len
   GenerateOptions options;
+  MemoryReads memory;  // checked by Engine::CheckMemoryReads
   int top_logprobs = 0;
   SchedulerClock::time_point deadline = SchedulerClock::time_point::max();
   // Called once, when the request first runs, with the seconds it waited (optional).
@@ -123,6 +124,7 @@ struct ScoreWork {
   int context = 0;              // window length, in [2, max_seq_len]
   int stride = 0;               // in [1, context]
   int top_n = 0;
+  MemoryReads memory;  // checked by Engine::CheckMemoryReads
   // Tokens before this index are context only: not scored (nor counted as scored). In
   // [1, context - 1]; 1 scores every token after the first.
   int score_from = 1;

@@ -83,6 +83,15 @@ struct PkmShape {
   int v_dim;   // value width
 };
 
+// Per-token reading of a lookup below its shape (a request's memory_knn / memory_heads):
+// token t reads its first heads[t] heads with knn[t] slots each (0: the shape's; values above
+// the shape's are the shape's). Null arrays: every token reads the whole shape. The slots a
+// token does not read are written as id -1 and weight 0.
+struct PkmTokenLimits {
+  const int32_t* knn = nullptr;
+  const int32_t* heads = nullptr;
+};
+
 // Product-key lookup and value gather for n tokens.
 //   q        [n, heads, k_dim]                  projected queries (query Linear already applied)
 //   keys     [heads, 2, n_keys, k_dim/2]
@@ -96,7 +105,15 @@ struct PkmShape {
 // training/pkm.py. Requires 1 ≤ knn ≤ n_keys and k_dim even (callers validate at load). values
 // may be fp32, fp16 or bf16: 16-bit values give the bits of their fp32 widening.
 void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
-               float* out, int32_t* ids, float* weights);
+               float* out, int32_t* ids, float* weights, PkmTokenLimits limits = {});
+
+// The (heads, knn) token t reads under `limits`.
+inline int LimitedHeads(const PkmShape& s, const PkmTokenLimits& l, int t) {
+  return l.heads && l.heads[t] > 0 && l.heads[t] < s.heads ? l.heads[t] : s.heads;
+}
+inline int LimitedKnn(const PkmShape& s, const PkmTokenLimits& l, int t) {
+  return l.knn && l.knn[t] > 0 && l.knn[t] < s.knn ? l.knn[t] : s.knn;
+}
 
 namespace ref {
 void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out, float* y);
@@ -112,7 +129,7 @@ void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim
                     const int32_t* block_tables, int max_blocks, const int32_t* token_seq,
                     const int32_t* token_pos, float* out);
 void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
-               float* out, int32_t* ids, float* weights);
+               float* out, int32_t* ids, float* weights, PkmTokenLimits limits = {});
 }  // namespace ref
 
 }  // namespace pkm::cpu

@@ -29,13 +29,18 @@ struct Scratch {
 
 // One token: out[v_dim] = Σ_h Σ_j w[h,j]·values[id[h,j]]; ids, weights: [heads, knn] or null.
 // scales: int8 tables' row scales, else null.
+// heads and knn: what this token reads (PkmTokenLimits); the other slots get id -1, weight 0.
 template <typename W>
-void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* values,
-                 const float* scales, Scratch& sc, float* out, int32_t* ids, float* weights) {
-  const int half = s.k_dim / 2, k = s.knn, nk = s.n_keys;
+void LookupToken(const PkmShape& s, int heads, int knn, const float* q, const float* keys,
+                 const W* values, const float* scales, Scratch& sc, float* out, int32_t* ids,
+                 float* weights) {
+  const int half = s.k_dim / 2, k = knn, nk = s.n_keys;
   const size_t sub = static_cast<size_t>(nk) * half;  // floats of one [n_keys, k_dim/2] table
   std::fill(out, out + s.v_dim, 0.0f);
-  for (int h = 0; h < s.heads; ++h) {
+  const size_t per_token = static_cast<size_t>(s.heads) * s.knn;
+  if (ids) std::fill(ids, ids + per_token, -1);
+  if (weights) std::fill(weights, weights + per_token, 0.0f);
+  for (int h = 0; h < heads; ++h) {
     const float* qh = q + static_cast<size_t>(h) * s.k_dim;
     const float* keys1 = keys + (static_cast<size_t>(h) * 2) * sub;
     avx2::DotRow(qh, keys1, half, nk, half, nullptr, sc.s1.data());
@@ -55,8 +60,8 @@ void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* 
     for (int j = 0; j < k; ++j) {
       const float w = sc.e[j] / denom;
       const int32_t id = KeyIndex(sc.best[j]);
-      if (ids) ids[static_cast<size_t>(h) * k + j] = id;
-      if (weights) weights[static_cast<size_t>(h) * k + j] = w;
+      if (ids) ids[static_cast<size_t>(h) * s.knn + j] = id;
+      if (weights) weights[static_cast<size_t>(h) * s.knn + j] = w;
       avx2::Axpy(scales ? w * scales[id] : w, values + static_cast<size_t>(id) * s.v_dim, s.v_dim,
                  out);
     }
@@ -66,7 +71,8 @@ void LookupToken(const PkmShape& s, const float* q, const float* keys, const W* 
 
 template <typename W>
 void PkmLookupOf(const PkmShape& s, const float* q, int n, const float* keys, const W* values,
-                 const float* scales, float* out, int32_t* ids, float* weights) {
+                 const float* scales, float* out, int32_t* ids, float* weights,
+                 const PkmTokenLimits& limits) {
   const size_t per_token = static_cast<size_t>(s.heads) * s.knn;  // rows of ids and weights
   // A token costs tens of µs (the bundled model's shape): a few pay for a parallel region.
 #pragma omp parallel num_threads(NumThreads()) if (n >= 4)
@@ -80,7 +86,8 @@ void PkmLookupOf(const PkmShape& s, const float* q, int n, const float* keys, co
     sc.e.resize(static_cast<size_t>(s.knn));
 #pragma omp for schedule(static)
     for (int t = 0; t < n; ++t) {
-      LookupToken(s, q + static_cast<size_t>(t) * s.heads * s.k_dim, keys, values, scales, sc,
+      LookupToken(s, LimitedHeads(s, limits, t), LimitedKnn(s, limits, t),
+                  q + static_cast<size_t>(t) * s.heads * s.k_dim, keys, values, scales, sc,
                   out + static_cast<size_t>(t) * s.v_dim, ids ? ids + t * per_token : nullptr,
                   weights ? weights + t * per_token : nullptr);
     }
@@ -90,20 +97,20 @@ void PkmLookupOf(const PkmShape& s, const float* q, int n, const float* keys, co
 }  // namespace
 
 void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
-               float* out, int32_t* ids, float* weights) {
+               float* out, int32_t* ids, float* weights, PkmTokenLimits limits) {
   RequireAvx2Fma();
   switch (values.type) {
     case WeightType::kF32:
-      return PkmLookupOf(s, q, n, keys, values.f32(), nullptr, out, ids, weights);
+      return PkmLookupOf(s, q, n, keys, values.f32(), nullptr, out, ids, weights, limits);
     case WeightType::kF16:
       return PkmLookupOf(s, q, n, keys, static_cast<const avx2::Half*>(values.data), nullptr, out,
-                         ids, weights);
+                         ids, weights, limits);
     case WeightType::kBF16:
       return PkmLookupOf(s, q, n, keys, static_cast<const avx2::BFloat16*>(values.data), nullptr,
-                         out, ids, weights);
+                         out, ids, weights, limits);
     case WeightType::kI8:
       return PkmLookupOf(s, q, n, keys, static_cast<const avx2::Int8*>(values.data),
-                         values.scales, out, ids, weights);
+                         values.scales, out, ids, weights, limits);
   }
 }
 

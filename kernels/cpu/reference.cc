@@ -164,13 +164,18 @@ void PagedAttention(const float* q, int n, int heads, int kv_heads, int head_dim
 }
 
 void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, WeightMatrix values,
-               float* out, int32_t* ids, float* weights) {
-  const int half = s.k_dim / 2, k = s.knn, nk = s.n_keys;
+               float* out, int32_t* ids, float* weights, PkmTokenLimits limits) {
+  const int half = s.k_dim / 2, nk = s.n_keys;
   std::vector<float> v(static_cast<size_t>(s.v_dim));
   for (int t = 0; t < n; ++t) {
     float* o = out + static_cast<size_t>(t) * s.v_dim;
     std::fill(o, o + s.v_dim, 0.0f);
-    for (int h = 0; h < s.heads; ++h) {
+    const size_t per_token = static_cast<size_t>(s.heads) * s.knn;
+    if (ids) std::fill(ids + t * per_token, ids + (t + 1) * per_token, -1);
+    if (weights) std::fill(weights + t * per_token, weights + (t + 1) * per_token, 0.0f);
+    // What this token reads: its first `heads` heads, `k` slots each.
+    const int heads = LimitedHeads(s, limits, t), k = LimitedKnn(s, limits, t);
+    for (int h = 0; h < heads; ++h) {
       const float* qh = q + (static_cast<size_t>(t) * s.heads + h) * s.k_dim;
       // 1. Sub-key scores of each half.
       std::vector<float> s1(nk), s2(nk);
@@ -212,7 +217,7 @@ void PkmLookup(const PkmShape& s, const float* q, int n, const float* keys, Weig
       for (int j = 0; j < k; ++j) {
         const float wj = e[j] / denom;
         const int64_t id = cand_id[best[j]];
-        const size_t r = (static_cast<size_t>(t) * s.heads + h) * k + j;
+        const size_t r = (static_cast<size_t>(t) * s.heads + h) * s.knn + j;
         if (ids) ids[r] = static_cast<int32_t>(id);
         if (weights) weights[r] = wj;
         WidenRow(values, static_cast<size_t>(id), s.v_dim, v.data());

@@ -67,6 +67,14 @@ def test_greedy_text_equals_the_cpu_backends(binaries, servers):
     assert text["cuda"].strip() and text["cuda"] == text["cpu"]
 
 
+def test_memory_reads_are_refused_on_cuda_and_served_on_the_cpu(binaries, servers):
+    args = ["generate", "--max-tokens", "2", "--memory-knn", "2", "The sea"]
+    out = subprocess.run([binaries[1], "--server", servers["cuda"], *args], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode != 0 and "reads every memory in full" in out.stderr, out.stderr
+    assert pkm(binaries, "--server", servers["cpu"], *args).strip()
+
+
 def refused_by_cuda(out):
     """A random-weight model that the CUDA PKM lookup refuses (v_dim 30: its 16-byte value
     loads need a multiple of 4), with the bundled tokenizer so that it serves text."""

@@ -141,6 +141,7 @@ def test_limits_beyond_the_context_are_refused(pkmserve, flag):
 def served(pkmserve):
     proc, address, metrics = start_server(pkmserve, "--model", MODEL, *BASE,
                                           "--log-stats-interval", "0.2")
+    proc.address = address  # for the tests that run pkm against it
     channel = grpc.insecure_channel(address)
     yield channel, metrics, proc
     channel.close()
@@ -358,3 +359,35 @@ def test_weights_are_held_as_stored_by_default_and_converted_when_asked(pkmserve
     out = run(pkmserve, "--check", "--weights-dtype", "f8")
     assert out.returncode == 1
     assert "--weights-dtype must be as-stored, f32, f16, bf16 or int8, got 'f8'" in out.stderr, out.stderr
+
+
+# ---- memory reads per request ----------------------------------------------------------------
+
+def test_a_request_may_read_less_of_the_memory(pkmserve, api, served, tmp_path):
+    pb, rpc = api
+    stub = rpc.InferenceStub(served[0])
+    info = model_info(api, served[0])
+    knn, heads = info.pkm_layers[0].knn, info.pkm_layers[0].heads
+    text = open(f"{REPO}/tests/data/heldout.txt").read()
+
+    def ppl(**reads):
+        return stub.Score(pb.ScoreRequest(text=text, **reads), timeout=60).perplexity
+
+    full = ppl()
+    assert ppl(memory_knn=knn, memory_heads=heads) == full
+    assert ppl(memory_knn=knn // 4) != full and ppl(memory_heads=1) != full
+    with pytest.raises(grpc.RpcError) as err:
+        ppl(memory_knn=knn + 1)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"memory_knn must be in [1, {knn}]" in err.value.details()
+    # The CLI: pkm score and pkm generate take the same reads, named in its flags' terms.
+    pkm = os.path.join(os.path.dirname(pkmserve), "pkm")
+    (tmp_path / "t.txt").write_text(text)
+    target = ["--server", served[2].address]
+    scored = subprocess.run([pkm, *target, "score", "--json", "--memory-knn", str(knn // 4),
+                             str(tmp_path / "t.txt")], capture_output=True, text=True, timeout=60)
+    assert scored.returncode == 0, scored.stderr
+    assert abs(json.loads(scored.stdout)["perplexity"] / ppl(memory_knn=knn // 4) - 1) < 1e-3
+    bad = subprocess.run([pkm, *target, "generate", "--memory-heads", str(heads + 1), "hi"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--memory-heads must be in [1, " in bad.stderr, bad.stderr

@@ -41,6 +41,7 @@ class CpuBackend final : public Backend {
 
   bool ReadsWeightType(WeightType) const override { return true; }
   bool ReadsPkmValueType(WeightType) const override { return true; }
+  bool SupportsPkmTokenLimits() const override { return true; }
   bool AddressesHostMemory() const override { return true; }
 
   void Linear(const float* x, int n, int in, WeightMatrix w, const float* b, int out,
@@ -72,8 +73,9 @@ class CpuBackend final : public Backend {
                         block_tables, max_blocks, token_seq, token_pos, out);
   }
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
-                 WeightMatrix values, float* out, int32_t* ids, float* weights) override {
-    cpu::PkmLookup(s, q, n, keys, values, out, ids, weights);
+                 WeightMatrix values, float* out, int32_t* ids, float* weights,
+                 const cpu::PkmTokenLimits& limits) override {
+    cpu::PkmLookup(s, q, n, keys, values, out, ids, weights, limits);
   }
   void Embedding(WeightMatrix table, int d, const int32_t* tokens, int n, float* out) override {
     for (int t = 0; t < n; ++t) {

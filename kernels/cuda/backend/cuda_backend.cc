@@ -117,7 +117,9 @@ class CudaBackend final : public Backend {
   // fp32 value tables only (ReadsPkmValueType's default; the kernels also take fp16/bf16,
   // but that path has not run on a GPU yet).
   void PkmLookup(const cpu::PkmShape& s, const float* q, int n, const float* keys,
-                 WeightMatrix value_table, float* out, int32_t* ids, float* weights) override {
+                 WeightMatrix value_table, float* out, int32_t* ids, float* weights,
+                 const cpu::PkmTokenLimits& /*limits: never set, SupportsPkmTokenLimits false*/)
+      override {
     const float* values = value_table.f32();
     const size_t selected = static_cast<size_t>(n) * s.heads * s.knn;
     if (!ids || !weights) {

@@ -60,7 +60,7 @@ PkmOutputs RunLookup(Kernel kernel, const PkmInputs& in) {
   PkmOutputs r{std::vector<float>(static_cast<size_t>(in.n) * in.s.v_dim),
                std::vector<int32_t>(picks), std::vector<float>(picks)};
   kernel(in.s, in.q.data(), in.n, in.keys.data(), in.values.data(), r.out.data(), r.ids.data(),
-         r.weights.data());
+         r.weights.data(), PkmTokenLimits{});
   return r;
 }
 
@@ -229,7 +229,7 @@ TEST(PkmLookup, HandComputedAnswer) {
     float out[2];
     int32_t ids[2];
     float weights[2];
-    kernel(s, q, 1, keys, values, out, ids, weights);
+    kernel(s, q, 1, keys, values, out, ids, weights, PkmTokenLimits{});
     EXPECT_EQ(ids[0], 2);
     EXPECT_EQ(ids[1], 0);
     const float w0 = 1.0f / (1.0f + std::exp(-1.0f));
@@ -252,7 +252,7 @@ TEST(PkmLookup, RoundingTiesFollowSlotIds) {
     float out[1];
     int32_t ids[2];
     float weights[2];
-    kernel(s, q, 1, keys, values, out, ids, weights);
+    kernel(s, q, 1, keys, values, out, ids, weights, PkmTokenLimits{});
     EXPECT_EQ(ids[0], 0);
     EXPECT_EQ(ids[1], 2);
     EXPECT_EQ(weights[0], 0.5f);
