@@ -11,7 +11,9 @@ uint16_t FloatToHalf(float f) {
   std::memcpy(&x, &f, sizeof x);
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t abs = x & 0x7FFFFFFF;
-  if (abs >= 0x7F800000) return static_cast<uint16_t>(sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
+  if (abs >= 0x7F800000) {  // inf, or NaN (kept quiet)
+    return static_cast<uint16_t>(sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0));
+  }
   if (abs >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // >= 65520: rounds to inf
   if (abs < 0x38800000) {  // below 2^-14: a subnormal (or zero) of fp16
     float v;

@@ -3,10 +3,11 @@
 //
 // Pointers passed to ops are this backend's memory (from Alloc). The ops' semantics are those
 // of kernels/cpu/kernels.h, whose plain reference versions are the spec for every backend.
-// Activations are fp32. Weight matrices (Linear, Embedding) are typed (kBackendApiVersion 4:
-// version 3's ops with WeightMatrix weights; version 3 added RmsNorm, GeluTanh, Relu, SiluMul,
-// LayerNorm without bias and grouped-query PagedAttention for the format 2 families): a backend
-// says which weight types it reads, and the engine widens the others to fp32 at load. The CUDA backend
+// Activations are fp32. Weight matrices (Linear, Embedding, PkmLookup's values) are typed
+// (kBackendApiVersion 4: version 3's ops with WeightMatrix weights and per-token PKM limits;
+// version 3 added RmsNorm, GeluTanh, Relu, SiluMul, LayerNorm without bias and grouped-query
+// PagedAttention for the format 2 families): a backend says which weight types it reads, and
+// the engine widens the others to fp32 at load. The CUDA backend
 // lives in a plugin built with the server (engine/backend_loader.h); the version guards against
 // a stale one. A backend is used by one thread at a time (the engine thread).
 #pragma once

@@ -26,8 +26,8 @@ std::vector<float> Logits(Engine& engine, const std::vector<int32_t>& tokens, Me
   for (const SeqChunk& c : batch) engine.Release(c.seq);
   const int vocab = engine.config().vocab_size;
   const int row = step.logits_row.back();
-  return std::vector<float>(step.logits.begin() + static_cast<size_t>(row) * vocab,
-                            step.logits.begin() + (static_cast<size_t>(row) + tokens.size()) * vocab);
+  const auto first = step.logits.begin() + static_cast<std::ptrdiff_t>(row) * vocab;
+  return std::vector<float>(first, first + static_cast<std::ptrdiff_t>(tokens.size()) * vocab);
 }
 
 bool Same(const std::vector<float>& a, const std::vector<float>& b) {

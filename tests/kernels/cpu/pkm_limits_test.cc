@@ -33,7 +33,8 @@ Lookup RunLookup(Kernel kernel, const PkmShape& s, const std::vector<float>& q, 
 
 TEST(PkmTokenLimits, ALimitedTokenIsTheLookupOfTheSmallerShape) {
   const int n = 6;
-  const std::vector<float> q = RandomFloats(static_cast<size_t>(n) * kShape.heads * kShape.k_dim, 1);
+  const std::vector<float> q =
+      RandomFloats(static_cast<size_t>(n) * kShape.heads * kShape.k_dim, 1);
   const std::vector<float> keys =
       RandomFloats(static_cast<size_t>(kShape.heads) * 2 * kShape.n_keys * kShape.k_dim / 2, 2);
   const std::vector<float> values =
@@ -51,8 +52,8 @@ TEST(PkmTokenLimits, ALimitedTokenIsTheLookupOfTheSmallerShape) {
       // (both lay heads out first).
       const std::vector<float> qt(q.begin() + t * kShape.heads * kShape.k_dim,
                                   q.begin() + (t * kShape.heads + small.heads) * kShape.k_dim);
-      const std::vector<float> kt(keys.begin(),
-                                  keys.begin() + small.heads * 2 * kShape.n_keys * kShape.k_dim / 2);
+      const int key_floats = small.heads * 2 * kShape.n_keys * kShape.k_dim / 2;
+      const std::vector<float> kt(keys.begin(), keys.begin() + key_floats);
       const Lookup alone = RunLookup(kernel, small, qt, 1, kt, values, {});
       for (int i = 0; i < kShape.v_dim; ++i) {
         ASSERT_EQ(all.out[t * kShape.v_dim + i], alone.out[i]) << "token " << t << " element " << i;
@@ -61,7 +62,8 @@ TEST(PkmTokenLimits, ALimitedTokenIsTheLookupOfTheSmallerShape) {
         for (int j = 0; j < kShape.knn; ++j) {
           const size_t at = (static_cast<size_t>(t) * kShape.heads + h) * kShape.knn + j;
           const bool read = h < small.heads && j < small.knn;
-          EXPECT_EQ(all.ids[at], read ? alone.ids[h * small.knn + j] : -1) << t << " " << h << " " << j;
+          EXPECT_EQ(all.ids[at], read ? alone.ids[h * small.knn + j] : -1)
+              << t << " " << h << " " << j;
           EXPECT_EQ(all.weights[at], read ? alone.weights[h * small.knn + j] : 0.0f);
         }
       }
