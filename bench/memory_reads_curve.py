@@ -6,7 +6,6 @@ tokens/s with the same reads.
   make corpus   # data/corpus/heldout.txt
   /usr/bin/python3 bench/memory_reads_curve.py --out bench/results/memory_reads_curve.json
 """
-import argparse
 import json
 import signal
 import subprocess
@@ -15,18 +14,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import heldout_args  # noqa: E402
 from tests.client.servers import run_pkm, start_server  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", type=Path, default=ROOT / "build")
-    ap.add_argument("--model", default=str(ROOT / "models/pkm-small"))
-    ap.add_argument("--heldout", type=Path, default=ROOT / "data/corpus/heldout.txt")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/memory_reads_curve.json")
-    args = ap.parse_args()
-    if not args.heldout.exists():
-        raise SystemExit(f"{args.heldout}: not found; `make corpus` writes it")
+    args = heldout_args.parse(__doc__, "memory_reads_curve.json")
     pkm = str(args.build / "bin/pkm")
     proc, address, _ = start_server(str(args.build / "bin/pkmserve"), "--model", args.model,
                                     "--threads", "2", "--metrics-listen", "off")

@@ -124,13 +124,27 @@ TEST(TypedLinear, RowDoesNotDependOnBatch) {
 namespace pkm::cpu {
 namespace {
 
+// The lookups' shape and its queries and keys, shared by the typed-value tests.
+constexpr PkmShape kLookupShape{.heads = 2, .knn = 8, .n_keys = 16, .k_dim = 16, .v_dim = 36};
+constexpr int kLookupTokens = 5;
+const std::vector<float>& LookupQueries() {
+  static const std::vector<float> q = RandomFloats(
+      static_cast<size_t>(kLookupTokens) * kLookupShape.heads * kLookupShape.k_dim, 7);
+  return q;
+}
+const std::vector<float>& LookupKeys() {
+  static const std::vector<float> keys = RandomFloats(
+      static_cast<size_t>(kLookupShape.heads) * 2 * kLookupShape.n_keys * kLookupShape.k_dim / 2,
+      8);
+  return keys;
+}
+
 // The lookup on 16-bit value tables: the bits of the lookup on their fp32 widening.
 TEST(TypedPkmLookup, IsTheLookupOnTheWidenedValues) {
-  const PkmShape s{.heads = 2, .knn = 8, .n_keys = 16, .k_dim = 16, .v_dim = 36};
-  const int n = 5;
-  const std::vector<float> q = RandomFloats(static_cast<size_t>(n) * s.heads * s.k_dim, 7);
-  const std::vector<float> keys =
-      RandomFloats(static_cast<size_t>(s.heads) * 2 * s.n_keys * (s.k_dim / 2), 8);
+  const PkmShape s = kLookupShape;
+  const int n = kLookupTokens;
+  const std::vector<float>& q = LookupQueries();
+  const std::vector<float>& keys = LookupKeys();
   for (WeightType type : {WeightType::kF16, WeightType::kBF16}) {
     const std::vector<uint16_t> bits =
         RandomBits(type, static_cast<size_t>(s.n_keys) * s.n_keys * s.v_dim, 9);
@@ -191,11 +205,10 @@ TEST(Int8Linear, MatchesTheReferenceOnItsWideningAndIsBatchInvariant) {
 }
 
 TEST(Int8PkmLookup, MatchesTheReferenceOnItsWidening) {
-  const PkmShape s{.heads = 2, .knn = 8, .n_keys = 16, .k_dim = 16, .v_dim = 36};
-  const int n = 5;
-  const std::vector<float> q = RandomFloats(static_cast<size_t>(n) * s.heads * s.k_dim, 7);
-  const std::vector<float> keys =
-      RandomFloats(static_cast<size_t>(s.heads) * 2 * s.n_keys * (s.k_dim / 2), 8);
+  const PkmShape s = kLookupShape;
+  const int n = kLookupTokens;
+  const std::vector<float>& q = LookupQueries();
+  const std::vector<float>& keys = LookupKeys();
   const Int8Matrix values = RandomInt8(static_cast<size_t>(s.n_keys) * s.n_keys, s.v_dim, 9);
   std::vector<float> got(static_cast<size_t>(n) * s.v_dim), ref(got.size());
   std::vector<int32_t> got_ids(static_cast<size_t>(n) * s.heads * s.knn), ref_ids(got_ids.size());
