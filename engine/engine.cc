@@ -144,7 +144,7 @@ Status Engine::Validate(std::span<const SeqChunk> batch) const {
                     seq + " has " + std::to_string(ch.targets.size()) + " targets for " +
                         std::to_string(ch.tokens.size()) + " tokens; expected one per token");
     }
-    PKM_RETURN_IF_ERROR(CheckMemoryReads(ch.memory));
+    PKM_RETURN_IF_ERROR(CheckMemoryReads(ch.memory, c, *backend_));
     if (ch.top_n < 0 || ch.top_n > c.vocab_size) {
       return Status(StatusCode::kInvalidArgument, "top_n " + std::to_string(ch.top_n) +
                                                       " is outside [0, " +
@@ -181,19 +181,20 @@ Status Engine::Validate(std::span<const SeqChunk> batch) const {
   return Status();
 }
 
-Status Engine::CheckMemoryReads(const MemoryReads& reads) const {
+Status CheckMemoryReads(const MemoryReads& reads, const ModelConfig& config,
+                        const Backend& backend) {
   if (reads.knn == 0 && reads.heads == 0) return Status();
-  if (config_.memories.empty()) {
+  if (config.memories.empty()) {
     return Status(StatusCode::kInvalidArgument,
                   "memory_knn/memory_heads: the model has no memory layer");
   }
-  if (!backend_->SupportsPkmTokenLimits()) {
+  if (!backend.SupportsPkmTokenLimits()) {
     return Status(StatusCode::kFailedPrecondition,
-                  "memory_knn/memory_heads: the " + backend_->name() +
+                  "memory_knn/memory_heads: the " + backend.name() +
                       " backend reads every memory in full; serve on the CPU to read less");
   }
-  int knn = config_.memories[0].knn, heads = config_.memories[0].heads;
-  for (const MemorySpec& m : config_.memories) {
+  int knn = config.memories[0].knn, heads = config.memories[0].heads;
+  for (const MemorySpec& m : config.memories) {
     knn = std::min(knn, m.knn);
     heads = std::min(heads, m.heads);
   }

@@ -47,6 +47,12 @@ struct MemoryReads {
   int heads = 0;
 };
 
+// OK when a request may read the memories so: each of knn and heads 0 (trained) or in [1, the
+// smallest trained value over the memory layers]; kInvalidArgument naming the field otherwise,
+// kFailedPrecondition on a backend that cannot (SupportsPkmTokenLimits).
+Status CheckMemoryReads(const MemoryReads& reads, const ModelConfig& config,
+                        const Backend& backend);
+
 // One sequence's part of a step.
 struct SeqChunk {
   SeqId seq = 0;
@@ -115,10 +121,6 @@ class Engine {
   static StatusOr<std::unique_ptr<Engine>> Create(const LoadedModel& model,
                                                   std::unique_ptr<Backend> backend,
                                                   const EngineOptions& options);
-  // OK when a chunk may read the memories so: each of knn and heads 0 (trained) or in [1, the
-  // smallest trained value over the memory layers]; kInvalidArgument naming the field
-  // otherwise, kFailedPrecondition on a backend that cannot (SupportsPkmTokenLimits).
-  Status CheckMemoryReads(const MemoryReads& reads) const;
   ~Engine();
 
   // Runs one forward step. A sequence seen for the first time starts at position 0; later
@@ -150,6 +152,7 @@ class Engine {
   // not per step.
   std::vector<PkmLayerUsage> PkmUsage() const;
   Backend& backend() { return *backend_; }
+  const Backend& backend() const { return *backend_; }
 
  private:
   Engine(const ModelConfig& config, std::unique_ptr<Backend> backend, int kv_blocks,

@@ -60,14 +60,16 @@ class Uploader {
       PKM_ASSIGN_OR_RETURN(const void* p, Place(name, t->data, t->nbytes));
       return WeightMatrix(p, type);
     }
+    if (type == WeightType::kF32) {
+      PKM_ASSIGN_OR_RETURN(const float* p, Optional(name));
+      return WeightMatrix(p);
+    }
     // Converted at load, from the fp32 widening.
     std::vector<float> wide(t->numel());
     ToFloat32(*t, wide.data());
     switch (type) {
-      case WeightType::kF32: {
-        PKM_ASSIGN_OR_RETURN(const void* p, Place(name, wide.data(), bytes));
-        return WeightMatrix(static_cast<const float*>(p));
-      }
+      case WeightType::kF32:  // placed above
+        break;
       case WeightType::kF16:
       case WeightType::kBF16: {
         std::vector<uint16_t> narrow(wide.size());

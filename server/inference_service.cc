@@ -482,6 +482,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
   if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return reject(s);
   StatusOr<GenerateWork> work = ToGenerateWork(request, *tokenizer_, model_config_, config_.limits);
   if (!work.ok()) return reject(ToGrpcStatus(work.status()));
+  if (Status s = CheckMemoryReads(work->memory, model_config_, scheduler_->backend()); !s.ok()) {
+    return reject(ToGrpcStatus(s));
+  }
   work->deadline = SchedulerDeadline(context);
   auto* reactor = new GenerateReactor(scheduler_, tokenizer_, pumps_.get(), config_.metrics,
                                       request.logprobs(), outcome);
@@ -501,8 +504,11 @@ grpc::ServerUnaryReactor* InferenceService::Score(grpc::CallbackServerContext* c
   if (grpc::Status auth = CheckAuth(context); !auth.ok()) return reject(auth);
   v1::ScoreRequest request;
   if (grpc::Status s = DecodeRequest(*request_bytes, &request); !s.ok()) return reject(s);
-  StatusOr<ScoreWork> work = ToScoreWork(request, *tokenizer_, model_config_, config_.limits);
+  StatusOr<ScoreWork> work = ToScoreWork(request, *tokenizer_, model_config_);
   if (!work.ok()) return reject(ToGrpcStatus(work.status()));
+  if (Status s = CheckMemoryReads(work->memory, model_config_, scheduler_->backend()); !s.ok()) {
+    return reject(ToGrpcStatus(s));
+  }
   work->deadline = SchedulerDeadline(context);
   auto* reactor = new ScoreReactor(scheduler_, tokenizer_, config_.metrics, response,
                                    !request.has_per_token() || request.per_token(), outcome);

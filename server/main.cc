@@ -193,9 +193,7 @@ int main(int argc, char** argv) {
   }
   scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer.get(), scheduler_options);
   if (metrics_on) exposer->RegisterCollectable(metrics);
-  pkm::ServiceLimits limits = settings->limits;
-  limits.memory_reads = (*engine)->backend().SupportsPkmTokenLimits();
-  pkm::ServiceConfig service_config{.limits = limits,
+  pkm::ServiceConfig service_config{.limits = settings->limits,
                                     .auth_token = settings->auth_token,
                                     .model_info = std::move(model_info),
                                     .metrics = metrics.get()};

@@ -1,6 +1,7 @@
 #include "server/request_validation.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -83,33 +84,6 @@ Status CheckTokenIds(const google::protobuf::RepeatedField<int32_t>& ids, int vo
     }
   }
   return OkStatus();
-}
-
-StatusOr<MemoryReads> ToMemoryReads(uint32_t knn, uint32_t heads, const ModelConfig& config,
-                                    const ServiceLimits& limits) {
-  if (knn == 0 && heads == 0) return MemoryReads{};
-  if (config.memories.empty()) {
-    return Invalid("memory_knn/memory_heads: the model has no memory layer");
-  }
-  if (!limits.memory_reads) {
-    return Status(StatusCode::kFailedPrecondition,
-                  "memory_knn/memory_heads: this server's backend reads every memory in full "
-                  "(serve with --device cpu to read less)");
-  }
-  int most_knn = config.memories[0].knn, most_heads = config.memories[0].heads;
-  for (const MemorySpec& m : config.memories) {
-    most_knn = std::min(most_knn, m.knn);
-    most_heads = std::min(most_heads, m.heads);
-  }
-  if (knn > static_cast<uint32_t>(most_knn)) {
-    return Invalid("memory_knn must be in [1, " + Str(most_knn) +
-                   "] (the trained knn; 0 or unset: as trained), got " + Str(knn));
-  }
-  if (heads > static_cast<uint32_t>(most_heads)) {
-    return Invalid("memory_heads must be in [1, " + Str(most_heads) +
-                   "] (the trained heads; 0 or unset: as trained), got " + Str(heads));
-  }
-  return MemoryReads{static_cast<int>(knn), static_cast<int>(heads)};
 }
 
 StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& request,
@@ -215,15 +189,14 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
     return Invalid("top_logprobs needs logprobs = true");
   }
   work.options.logprobs = request.logprobs();
-  PKM_ASSIGN_OR_RETURN(work.memory,
-                       ToMemoryReads(request.memory_knn(), request.memory_heads(), config, limits));
+  work.memory = {static_cast<int>(std::min<uint32_t>(request.memory_knn(), INT_MAX)),
+                 static_cast<int>(std::min<uint32_t>(request.memory_heads(), INT_MAX))};
   work.top_logprobs = static_cast<int>(request.top_logprobs());
   return work;
 }
 
 StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
-                                const Tokenizer& tokenizer, const ModelConfig& config,
-                                const ServiceLimits& limits) {
+                                const Tokenizer& tokenizer, const ModelConfig& config) {
   using Req = pkmserve::v1::ScoreRequest;
   if (request.input_case() == Req::INPUT_NOT_SET) {
     return Invalid("input is required: set input.text or input.tokens");
@@ -260,8 +233,8 @@ StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
                    "] (min(context, input tokens) - 1; 0: 1), got " + Str(request.score_from()));
   }
   work.score_from = request.score_from() == 0 ? 1 : static_cast<int>(request.score_from());
-  PKM_ASSIGN_OR_RETURN(work.memory,
-                       ToMemoryReads(request.memory_knn(), request.memory_heads(), config, limits));
+  work.memory = {static_cast<int>(std::min<uint32_t>(request.memory_knn(), INT_MAX)),
+                 static_cast<int>(std::min<uint32_t>(request.memory_heads(), INT_MAX))};
   return work;
 }
 

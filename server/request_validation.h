@@ -21,7 +21,6 @@ struct ServiceLimits {
   int max_prompt_tokens = 0;    // 0: the model's max_seq_len - 1
   int max_new_tokens = 0;       // 0: the model's max_seq_len - 1; also the most a request
                                 // that leaves max_new_tokens unset gets (as many as fit)
-  bool memory_reads = true;     // the backend honours memory_knn / memory_heads
 };
 
 inline constexpr int kMaxStopStrings = 16;
@@ -34,14 +33,8 @@ StatusOr<GenerateWork> ToGenerateWork(const pkmserve::v1::GenerateRequest& reque
                                       const ServiceLimits& limits);
 
 StatusOr<ScoreWork> ToScoreWork(const pkmserve::v1::ScoreRequest& request,
-                                const Tokenizer& tokenizer, const ModelConfig& config,
-                                const ServiceLimits& limits);
+                                const Tokenizer& tokenizer, const ModelConfig& config);
 
-// memory_knn / memory_heads of a request: 0 or in [1, the smallest trained value over the
-// memory layers] (INVALID_ARGUMENT naming the field otherwise); FAILED_PRECONDITION when set
-// and the backend cannot (limits.memory_reads false).
-StatusOr<MemoryReads> ToMemoryReads(uint32_t knn, uint32_t heads, const ModelConfig& config,
-                                    const ServiceLimits& limits);
 
 // FAILED_PRECONDITION for a field that needs the tokenizer to encode (or decode) text when the
 // model's cannot: "WHAT needs a tokenizer that encodes text, and this model is served on token

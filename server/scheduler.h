@@ -153,6 +153,8 @@ class Scheduler {
  public:
   // `engine` and `tokenizer` must outlive the scheduler. Starts the engine thread.
   Scheduler(Engine* engine, const Tokenizer* tokenizer, SchedulerOptions options);
+  // The backend the engine runs on: its capabilities are fixed, so any thread may ask them.
+  const Backend& backend() const { return engine_->backend(); }
   // Fails whatever is still accepted with kUnavailable, then joins the engine thread.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;

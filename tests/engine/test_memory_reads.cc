@@ -55,11 +55,13 @@ TEST_F(EngineTest, ReadsBeyondTheTrainedValuesAreRefused) {
   auto engine = MakeEngine();
   ASSERT_NE(engine, nullptr);
   const MemorySpec& m = engine->config().memories[0];
-  EXPECT_TRUE(engine->CheckMemoryReads({}).ok());
-  EXPECT_TRUE(IsError(engine->CheckMemoryReads({.knn = m.knn + 1}), StatusCode::kInvalidArgument,
+  auto check = [&](MemoryReads reads) {
+    return CheckMemoryReads(reads, engine->config(), engine->backend());
+  };
+  EXPECT_TRUE(check({}).ok());
+  EXPECT_TRUE(IsError(check({.knn = m.knn + 1}), StatusCode::kInvalidArgument,
                       {"memory_knn must be in [1, " + std::to_string(m.knn) + "]"}));
-  EXPECT_TRUE(IsError(engine->CheckMemoryReads({.heads = -1}), StatusCode::kInvalidArgument,
-                      {"memory_heads"}));
+  EXPECT_TRUE(IsError(check({.heads = -1}), StatusCode::kInvalidArgument, {"memory_heads"}));
   const std::vector<int32_t> tokens = {1, 5, 9};
   SeqChunk chunk{.seq = 1, .tokens = tokens, .memory = {.knn = m.knn + 1}};
   StepResult step;
