@@ -9,7 +9,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DPKMSERVE_WERROR=ON
 endif
 
-.PHONY: setup setup-serve build build-serve test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden families model clean
+.PHONY: setup setup-serve build build-serve test test-cpp test-asan test-python serve bench dashboard-screenshot corpus tokenizer train export golden families synthetic model clean
 
 # Two package sets (scripts/setup.sh): serving needs a compiler and the server's libraries;
 # testing, training and the benchmarks add GoogleTest, torch, Prometheus and Chromium.
@@ -84,6 +84,10 @@ golden:
 # Tiny random-weight models of every format 2 option, with their goldens (docs/training.md).
 families:
 	$(PY) -m training.families --out tests/data/families
+
+# The paper-scale models of the benchmarks, random weights (data/synthetic, about 4 GB; docs/benchmarks.md).
+synthetic: setup
+	$(PY) -m training.synthetic --out data/synthetic
 
 model: train export golden
 

@@ -2,8 +2,12 @@
 // bench/reference_bench.py:
 //   decode  greedy decoding of --decode-batch streams in lockstep (1: single-stream): tokens/s
 //           over --decode-tokens steps after a --prompt-tokens prefill
+//   prefill one prompt of --prefill-tokens tokens, its last logits only (what time to first
+//           token needs): tokens/s
 //   score   --score-batch sequences of --score-len tokens scored in one step: tokens/s
-// plus peak resident memory against the engine's weight and KV cache bytes.
+// plus the load time (model file to engine ready), peak resident memory against the model
+// file and the engine's weight and KV cache bytes, each memory layer's time per decode token,
+// and batch-1 decode as a share of its bandwidth limit (bench/bandwidth.h).
 // Token ids are drawn with a fixed seed: speed does not depend on content.
 //
 //   build/bin/engine_bench --help   (lists the flags and their defaults)
@@ -13,11 +17,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "bench/bandwidth.h"
 #include "bench/flags.h"
 #include "engine/backend_loader.h"
 #include "engine/engine.h"
@@ -51,6 +57,7 @@ int main(int argc, char** argv) {
        {"decode-batch", "B", "streams decoded in lockstep", "1"},
        {"prompt-tokens", "N", "prompt tokens prefilled before decoding", "16"},
        {"decode-tokens", "N", "decode steps after the prompt", "128"},
+       {"prefill-tokens", "N", "tokens of the prefill-only prompt", "128"},
        {"score-batch", "N", "sequences scored in one step", "32"},
        {"score-len", "N", "tokens per scored sequence", "256"},
        {"repeats", "N", "timed runs, best taken, after one warm-up", "3"},
@@ -66,6 +73,7 @@ int main(int argc, char** argv) {
   const std::string out = args.Get("out");
   const int threads = count("threads"), decode_batch = count("decode-batch");
   const int prompt_tokens = count("prompt-tokens"), decode_tokens = count("decode-tokens");
+  const int prefill_tokens = count("prefill-tokens");
   const int score_batch = count("score-batch"), score_len = count("score-len");
   const int repeats = count("repeats");
   const pkm::MemoryReads reads{pkm::bench::IntFlagOrExit(args, "memory-knn", 0, 1 << 20),
@@ -80,6 +88,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string engine_name;
+  const auto load_start = Clock::now();
   // The engine may use weights from the model file's mapping: the model outlives it.
   auto model = pkm::LoadModel(model_dir);
   if (!model.ok()) {
@@ -98,6 +107,7 @@ int main(int argc, char** argv) {
         (score_len + pkm::KvCache::kBlockSize - 1) / pkm::KvCache::kBlockSize;
     pkm::EngineOptions options;
     options.held = held;
+    options.time_pkm_lookups = true;
     const size_t decode_blocks =
         (prompt_tokens + decode_tokens + pkm::KvCache::kBlockSize) / pkm::KvCache::kBlockSize;
     options.kv_cache_bytes =
@@ -117,13 +127,14 @@ int main(int argc, char** argv) {
     engine_ptr = std::move(*engine_or);
   }
   pkm::Engine& engine = *engine_ptr;
+  const double load_s = Seconds(load_start, Clock::now());
 
   std::mt19937 rng(0);
   std::uniform_int_distribution<int32_t> tok(3, cfg.vocab_size - 1);
   pkm::StepResult step;
 
   // Decode: decode_batch streams in lockstep, best of `repeats`.
-  double decode_s = 1e30;
+  double decode_s = 1e30, pkm_s = 0;
   for (int r = 0; r <= repeats; ++r) {  // r == 0 warms up
     std::vector<std::vector<int32_t>> prompts(decode_batch, std::vector<int32_t>(prompt_tokens));
     std::vector<pkm::SeqChunk> chunks;
@@ -134,6 +145,7 @@ int main(int argc, char** argv) {
     Check(engine.Step(chunks, &step), "prefill");
     std::vector<int32_t> next(decode_batch);
     auto t0 = Clock::now();
+    double pkm_run_s = 0;
     for (int i = 0; i < decode_tokens; ++i) {
       chunks.clear();
       for (int b = 0; b < decode_batch; ++b) {
@@ -142,9 +154,26 @@ int main(int argc, char** argv) {
         chunks.push_back({.seq = 1 + b, .tokens = {&next[b], 1}, .memory = reads});
       }
       Check(engine.Step(chunks, &step), "decode");
+      for (double s : step.pkm_lookup_seconds) pkm_run_s += s;
     }
-    if (r > 0) decode_s = std::min(decode_s, Seconds(t0, Clock::now()));
+    const double run_s = Seconds(t0, Clock::now());
+    if (r > 0 && run_s < decode_s) {
+      decode_s = run_s;
+      pkm_s = pkm_run_s;
+    }
     for (int b = 0; b < decode_batch; ++b) engine.Release(1 + b);
+  }
+
+  // Prefill: one prompt, last logits only.
+  std::vector<int32_t> prompt(prefill_tokens);
+  for (auto& t : prompt) t = tok(rng);
+  const pkm::SeqChunk prefill{.seq = 5, .tokens = prompt};
+  double prefill_s = 1e30;
+  for (int r = 0; r <= repeats; ++r) {
+    auto t0 = Clock::now();
+    Check(engine.Step({&prefill, 1}, &step), "prefill-only");
+    if (r > 0) prefill_s = std::min(prefill_s, Seconds(t0, Clock::now()));
+    engine.Release(5);
   }
 
   // Score: score_batch sequences in one step, each token's next token as target.
@@ -166,24 +195,43 @@ int main(int argc, char** argv) {
   }
 
   rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
+  getrusage(RUSAGE_SELF, &ru);  // before the bandwidth buffer exists
   const double rss = static_cast<double>(ru.ru_maxrss) * 1024.0;
   const double weights = static_cast<double>(engine.weight_bytes());
   const double kv = static_cast<double>(engine.kv_cache_bytes());
-  char json[1024];
+  std::error_code ec;
+  const double file = static_cast<double>(
+      std::filesystem::file_size(model_dir + "/model.safetensors", ec));
+  const double decode_tps = static_cast<double>(decode_batch) * decode_tokens / decode_s;
+  // Batch-1 decode's limit, at the decode run's mean context.
+  const double token_bytes =
+      pkm::bench::DecodeBytesPerToken(engine, prompt_tokens + decode_tokens / 2);
+  const double bandwidth = pkm::bench::ReadBandwidth(threads);
+  char json[4096];
   std::snprintf(json, sizeof(json),
                 "{\n \"engine\": \"%s\",\n \"threads\": %d,\n \"model\": \"%s\",\n"
-                " \"decode_tokens_per_s\": %.3f,\n \"score_tokens_per_s\": %.3f,\n"
-                " \"peak_rss_bytes\": %.0f,\n \"weight_bytes\": %.0f,\n \"kv_cache_bytes\": %.0f,\n"
-                " \"rss_over_weights_plus_kv\": %.4f,\n"
+                " \"load_seconds\": %.3f,\n"
+                " \"decode_tokens_per_s\": %.3f,\n \"prefill_tokens_per_s\": %.3f,\n"
+                " \"score_tokens_per_s\": %.3f,\n"
+                " \"pkm_us_per_decode_token\": %.3f,\n"
+                " \"decode_bytes_per_token\": %.0f,\n \"read_bytes_per_s\": %.0f,\n"
+                " \"bandwidth_limit_tokens_per_s\": %.3f,\n"
+                " \"decode_share_of_bandwidth_limit\": %.4f,\n"
+                " \"peak_rss_bytes\": %.0f,\n \"model_file_bytes\": %.0f,\n"
+                " \"weight_bytes\": %.0f,\n \"mapped_weight_bytes\": %zu,\n"
+                " \"kv_cache_bytes\": %.0f,\n"
+                " \"rss_over_weights_plus_kv\": %.4f,\n \"rss_over_file\": %.4f,\n"
                 " \"settings\": {\"prompt_tokens\": %d, \"decode_tokens\": %d, \"decode_batch\": %d,"
-                " \"score_batch\": %d,"
+                " \"prefill_tokens\": %d, \"score_batch\": %d,"
                 " \"score_len\": %d, \"repeats\": %d, \"weights_dtype\": \"%s\","
                 " \"pkm_values_dtype\": \"%s\"}\n}\n",
-                engine_name.c_str(), threads, model_dir.c_str(),
-                static_cast<double>(decode_batch) * decode_tokens / decode_s,
-                score_batch * score_len / score_s, rss, weights, kv, rss / (weights + kv),
-                prompt_tokens, decode_tokens, decode_batch, score_batch, score_len, repeats,
+                engine_name.c_str(), threads, model_dir.c_str(), load_s, decode_tps,
+                prefill_tokens / prefill_s, score_batch * score_len / score_s,
+                1e6 * pkm_s / (static_cast<double>(decode_batch) * decode_tokens), token_bytes,
+                bandwidth, bandwidth / token_bytes,
+                decode_batch == 1 ? decode_tps * token_bytes / bandwidth : 0.0, rss, file, weights,
+                engine.weights().mapped_bytes, kv, rss / (weights + kv), rss / file, prompt_tokens,
+                decode_tokens, decode_batch, prefill_tokens, score_batch, score_len, repeats,
                 weights_dtype.c_str(), values_dtype.c_str());
   std::fputs(json, stdout);
   if (!out.empty()) {

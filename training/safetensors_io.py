@@ -20,17 +20,16 @@ TORCH_TO_NAME = {v[0]: k for k, v in DTYPES.items()}
 
 
 def save(tensors: Dict[str, torch.Tensor], path: Path, metadata: Dict[str, str] = None) -> None:
-    header, blobs, offset = {}, [], 0
+    """Writes tensor by tensor, so a file of many GiB never sits in memory a second time."""
+    header, offset = {}, 0
     for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
+        t = tensors[name]
         if t.dtype not in TORCH_TO_NAME:
             raise ValueError(f"safetensors: tensor {name!r} has unsupported dtype {t.dtype}")
-        # bf16 has no numpy type: move its bytes as int16.
-        raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        size = t.numel() * DTYPES[TORCH_TO_NAME[t.dtype]][1]
         header[name] = {"dtype": TORCH_TO_NAME[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
+                        "data_offsets": [offset, offset + size]}
+        offset += size
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -38,8 +37,10 @@ def save(tensors: Dict[str, torch.Tensor], path: Path, metadata: Dict[str, str] 
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)))
         f.write(text)
-        for raw in blobs:
-            f.write(raw)
+        for name in sorted(tensors):
+            t = tensors[name].detach().contiguous().cpu()
+            # bf16 has no numpy type: move its bytes as int16.
+            f.write(memoryview((t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()).cast("B"))
 
 
 def load(path: Path) -> Dict[str, torch.Tensor]:
