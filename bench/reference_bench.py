@@ -4,8 +4,9 @@ C++ engine is measured against.
 Measures, on one model and thread count:
   decode  greedy decoding of --decode-batch streams with a KV cache: tokens/s over --decode-tokens
           steps after a --prompt-tokens prefill
+  prefill one prompt of --prefill-tokens tokens, the last position's logits only: tokens/s
   score   batch --score-batch x --score-len token windows, one forward each: tokens/s
-and peak resident memory. Token ids are drawn with a fixed seed: speed does not depend on content.
+and the load time (model directory to model ready) and peak resident memory. Token ids are drawn with a fixed seed: speed does not depend on content.
 
 Writes --out (JSON) and prints a Markdown table row.
 Usage: /usr/bin/python3 bench/reference_bench.py --model models/pkm-small --out bench/results/reference.json
@@ -64,16 +65,20 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-tokens", type=int, default=16)
     ap.add_argument("--decode-tokens", type=int, default=128)
+    ap.add_argument("--prefill-tokens", type=int, default=128)
     ap.add_argument("--score-batch", type=int, default=32)
     ap.add_argument("--score-len", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--decode-batch", type=int, default=1)
+    ap.add_argument("--decode-batch", type=int, nargs="+", default=[1], help="streams decoded in lockstep (one run each)")
     ap.add_argument("--topk", choices=["ordered", "torch"], default="torch",
                     help="PKM selection: torch.topk (fastest; ties unordered) or the tie-exact sort of eval mode")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     model = load_model(args.model).to(args.device)
+    sync(args.device)
+    load_s = time.perf_counter() - start
     if args.topk == "torch":
         # Training mode switches the memory to torch.topk; the exported model has no BatchNorm
         # or dropout, so nothing else changes. This is the faster, stronger baseline.
@@ -81,8 +86,13 @@ def main():
             pkm.train()
     gen = torch.Generator().manual_seed(0)
 
-    decode_s = min(decode_seconds(model, args.prompt_tokens, args.decode_tokens, args.decode_batch, gen, args.device)
-                   for _ in range(args.repeats + 1))  # the first warms up
+    decode_tps = {}
+    for batch in args.decode_batch:
+        seconds = min(decode_seconds(model, args.prompt_tokens, args.decode_tokens, batch, gen, args.device)
+                      for _ in range(args.repeats + 1))  # the first warms up
+        decode_tps[str(batch)] = batch * args.decode_tokens / seconds
+    prompt = torch.randint(0, model.cfg.vocab_size, (1, args.prefill_tokens), generator=gen).to(args.device)
+    prefill_s = best_of(lambda: torch.no_grad()(model)(prompt, last_only=True), args.repeats, args.device)
     windows = torch.randint(0, model.cfg.vocab_size, (args.score_batch, args.score_len), generator=gen).to(args.device)
     score_s = best_of(lambda: torch.no_grad()(model)(windows), args.repeats, args.device)
 
@@ -90,14 +100,17 @@ def main():
         "engine": f"pytorch-reference-eager ({args.topk} top-k)", "torch": torch.__version__, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "model": str(args.model),
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
-        "decode_tokens_per_s": args.decode_batch * args.decode_tokens / decode_s,
+        "load_seconds": load_s,
+        "decode_tokens_per_s": decode_tps[str(args.decode_batch[0])],
+        "decode_tokens_per_s_by_batch": decode_tps,
+        "prefill_tokens_per_s": args.prefill_tokens / prefill_s,
         "score_tokens_per_s": args.score_batch * args.score_len / score_s,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "settings": {k: v for k, v in vars(args).items() if k not in ("model", "out")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"| engine | threads | decode tok/s (batch {args.decode_batch}) | score tok/s (batch {args.score_batch}) | peak RSS MiB |")
+    print(f"| engine | threads | decode tok/s (batch {args.decode_batch[0]}) | score tok/s (batch {args.score_batch}) | peak RSS MiB |")
     print("| --- | --- | --- | --- | --- |")
     print(f"| {result['engine']} | {args.threads} | {result['decode_tokens_per_s']:.1f} | "
           f"{result['score_tokens_per_s']:.0f} | {result['peak_rss_bytes'] / 2**20:.0f} |")

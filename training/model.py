@@ -280,8 +280,9 @@ class PKMTransformer(nn.Module):
         return [{} for _ in self.layers]
 
     def forward(self, tokens: torch.Tensor, lookups: Optional[list] = None,
-                cache: Optional[List[dict]] = None) -> torch.Tensor:
-        """tokens [B, T] int64 -> logits [B, T, vocab] fp32.
+                cache: Optional[List[dict]] = None, last_only: bool = False) -> torch.Tensor:
+        """tokens [B, T] int64 -> logits [B, T, vocab] fp32 ([B, 1, vocab] with last_only: a
+        prefill that needs only the next token's distribution).
 
         lookups, if given, receives (ids [B, T, H, k], w [B, T, H, k]) per memory in the order of
         memories(). cache, if given (one dict per layer, from new_cache()), makes this call
@@ -296,6 +297,8 @@ class PKMTransformer(nn.Module):
             x = self.emb_norm(x)
         for i, block in enumerate(self.layers):
             x = block(x, positions, lookups, cache[i] if cache is not None else None)
+        if last_only:
+            x = x[:, -1:]
         if self.norm is not None:
             x = self.norm(x)
         return self.lm_head(x, self.tok_embeddings.weight)

@@ -129,6 +129,9 @@ std::vector<PkmCase> Shapes() {
       {{2, 6, 6, 8, 16}, 3, "knn_eq_n_keys"},
       {{4, 32, 32, 16, 24}, 3, "knn_eq_n_keys_32"},
       {{1, 1, 1, 2, 3}, 2, "one_key"},
+      // Large enough that fewer tokens than threads split one token over the threads (its
+      // heads, then its bag's columns: v_dim 44 ends in a partial chunk of 8).
+      {{4, 8, 256, 256, 44}, 5, "split_token"},
   };
 }
 
@@ -188,6 +191,7 @@ TEST_P(PkmLookupTest, FastEqualsReferenceOnTies) {
 TEST_P(PkmLookupTest, TokenDoesNotDependOnBatchOrThreads) {
   PkmInputs in = MakeInputs(GetParam(), 4, false);
   PkmOutputs alone;
+  ScopedThreads two(2);  // one token on two threads: split_token's other path
   for (int t = 0; t < in.n; ++t) {
     PkmInputs one = in;
     one.n = 1;
