@@ -183,7 +183,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   KvCache kv_;
   std::unordered_map<SeqId, int> lengths_;
-  ModelWeights weights_;  // fp32, one buffer per tensor
+  ModelWeights weights_;  // as held (model_weights.h): mapped, converted or widened
   // Memories' usage windows, in config.memories order (empty when not kept).
   std::vector<PkmUsageWindow> pkm_usage_;
   // Tokens per pass through the layers, and rows per LM-head GEMM: bounds activation memory.
