@@ -216,6 +216,14 @@ inline float Dot1(const float* x, const float* w, int len) {
   return Reduce1(acc);
 }
 
+// dst[0..len) = src[0..len) widened to float (exact: the values Load8 gives).
+template <typename W>
+inline void Widen(const W* src, size_t len, float* dst) {
+  size_t k = 0;
+  for (; k + 8 <= len; k += 8) _mm256_storeu_ps(dst + k, Load8(src + k));
+  for (; k < len; ++k) dst[k] = _mm256_cvtss_f32(LoadFirst(src + k, 1));
+}
+
 // y[0..len) += a · x[0..len), one FMA per element (the tail through masked loads and stores);
 // x is float, Half or BFloat16, widened.
 template <typename W>
