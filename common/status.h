@@ -15,6 +15,7 @@
 //   kResourceExhausted  memory, KV blocks or a quota ran out.
 //   kUnimplemented      well-formed but not supported by this build (an unknown format_version).
 //   kDataLoss           a file's bytes are corrupt or truncated.
+//   kUnauthenticated    a call without the server's bearer token.
 //   kInternal           a broken invariant of ours.
 //   kUnavailable, kDeadlineExceeded, kCancelled: as in gRPC.
 //
@@ -45,6 +46,7 @@ enum class StatusCode : int {
   kInternal = 13,
   kUnavailable = 14,
   kDataLoss = 15,
+  kUnauthenticated = 16,
 };
 
 // "OK", "INVALID_ARGUMENT", ... as absl spells them; "UNKNOWN_CODE(n)" is never returned for a

@@ -17,6 +17,8 @@ SERVE_PACKAGES=(
   # server (PKMSERVE_WITH_SERVER)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
+  # the OpenAI-compatible HTTP API (server/http/), llama-server's HTTP library
+  libcpp-httplib-dev
   # the build rewrites the CUDA sources for HIP-CPU with a standard-library script
   python3
   ca-certificates
@@ -28,8 +30,9 @@ TEST_PACKAGES=(
   sentencepiece python3-torch python3-numpy python3-sentencepiece python3-pytest
   python3-matplotlib python3-grpcio python3-protobuf
   openssl
-  # the tiktoken reference (tests/model_loader/tiktoken_ref runs npm ci and node)
-  nodejs
+  # the tiktoken reference (tests/model_loader/tiktoken_ref runs npm ci and node), the openai
+  # SDK as an HTTP client (tests/server/openai_client), curl for server-sent events
+  nodejs curl
   # metrics tests: promtool, a real Prometheus, and headless Chromium for the dashboard shot
   prometheus chromium fonts-dejavu-core
 )

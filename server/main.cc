@@ -1,4 +1,4 @@
-// pkmserve: serves a PKM language model over gRPC.
+// pkmserve: serves a PKM language model over gRPC and an OpenAI-compatible HTTP API.
 //
 // Start-up: flags, model + tokenizer, engine, scheduler, service, gRPC server; then the main
 // thread waits for SIGTERM/SIGINT. On the signal: health NOT_SERVING, the scheduler stops
@@ -22,6 +22,7 @@
 #include <prometheus/exposer.h>
 
 #include "server/grpc_server.h"
+#include "server/http/http_api.h"
 #include "server/metrics.h"
 #include "server/inference_service.h"
 #include "server/log.h"
@@ -77,6 +78,11 @@ int main(int argc, char** argv) {
     if (metrics_on) {
       if (pkm::Status s = pkm::CheckCanListen(settings->metrics_listen, "--metrics-listen");
           !s.ok()) {
+        return Fail(kExitCannotServe, s);
+      }
+    }
+    if (!settings->http_listen.empty()) {
+      if (pkm::Status s = pkm::CheckCanListen(settings->http_listen, "--http-listen"); !s.ok()) {
         return Fail(kExitCannotServe, s);
       }
     }
@@ -193,6 +199,14 @@ int main(int argc, char** argv) {
   }
   scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer.get(), scheduler_options);
   if (metrics_on) exposer->RegisterCollectable(metrics);
+  pkm::http::HttpApiConfig http_config{.listen = settings->http_listen,
+                                       .tls_cert_file = settings->grpc.tls.cert_file,
+                                       .tls_key_file = settings->grpc.tls.key_file,
+                                       .tls_client_ca_file = settings->grpc.tls.client_ca_file,
+                                       .auth_token = settings->auth_token,
+                                       .limits = settings->limits,
+                                       .model_info = model_info,
+                                       .metrics = metrics.get()};
   pkm::ServiceConfig service_config{.limits = settings->limits,
                                     .auth_token = settings->auth_token,
                                     .model_info = std::move(model_info),
@@ -204,6 +218,20 @@ int main(int argc, char** argv) {
     return Fail(server.status().code() == pkm::StatusCode::kInvalidArgument ? kExitUsage
                                                                               : kExitCannotServe,
                 server.status());
+  }
+  std::unique_ptr<pkm::http::HttpApi> http;
+  if (!settings->http_listen.empty()) {
+    auto started = pkm::http::HttpApi::Start(scheduler.get(), tokenizer.get(), model->config(),
+                                             std::move(http_config));
+    if (!started.ok()) {
+      return Fail(started.status().code() == pkm::StatusCode::kInvalidArgument ? kExitUsage
+                                                                                 : kExitCannotServe,
+                  started.status());
+    }
+    http = std::move(*started);
+    const std::string& h = settings->http_listen;
+    Info(std::string("http on ") + (settings->grpc.tls.cert_file.empty() ? "http" : "https") +
+         "://" + h.substr(0, h.rfind(':')) + ":" + std::to_string(http->port()) + "/v1");
   }
   std::string host = settings->grpc.listen.substr(0, settings->grpc.listen.rfind(':'));
   if (exposer) {
@@ -228,6 +256,7 @@ int main(int argc, char** argv) {
   Info(std::string(signal_number == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining",
        {{"drain_timeout_s", settings->drain_timeout_s}});
   (*server)->SetServing(false);
+  if (http) http->SetServing(false);
   scheduler->BeginDrain();
   const bool clean = scheduler->WaitIdle(
       pkm::SchedulerClock::now() +
@@ -236,6 +265,7 @@ int main(int argc, char** argv) {
   // Every accepted call has had its terminal message queued; give the streams a moment to
   // flush, then close.
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (http) http->Shutdown();
   stats_log.reset();
   const pkm::SchedulerStats stats = scheduler->Stats();
   Info(std::string("drained") +

@@ -104,22 +104,24 @@ ServerMetrics::ServerMetrics(MetricsSetup setup)
   }
   success_ = &prometheus::BuildCounter()
                   .Name("pkmserve_request_success_total")
-                  .Help("Generate and Score calls finished, one per call, by finish reason "
-                        "(Score calls: \"scored\").")
+                  .Help("Generate and Score calls finished, one per call, by API (grpc, http) "
+                        "and finish reason (Score calls: \"scored\").")
                   .Register(*registry_);
   failure_ = &prometheus::BuildCounter()
                   .Name("pkmserve_request_failure_total")
-                  .Help("Inference calls (any method) ended with an error, one per call, by gRPC "
-                        "status code.")
+                  .Help("Inference calls (any method) ended with an error, one per call, by API "
+                        "(grpc, http) and gRPC status code.")
                   .Register(*registry_);
   // Every known outcome's series exists from the start at 0, so that rate() and increase()
   // see the first failure of a kind (a series born at 1 has no earlier sample to differ from).
-  for (const char* reason : {"length", "stop", "eos", "cancelled", "scored"}) {
-    success_->Add({{"model", model_}, {"finish_reason", reason}});
-  }
-  for (const char* code : {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
-                           "DEADLINE_EXCEEDED", "CANCELLED", "UNAUTHENTICATED", "INTERNAL"}) {
-    failure_->Add({{"model", model_}, {"code", code}});
+  for (const char* api : {"grpc", "http"}) {
+    for (const char* reason : {"length", "stop", "eos", "cancelled", "scored"}) {
+      success_->Add({{"model", model_}, {"api", api}, {"finish_reason", reason}});
+    }
+    for (const char* code : {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
+                             "DEADLINE_EXCEEDED", "CANCELLED", "UNAUTHENTICATED", "INTERNAL"}) {
+      failure_->Add({{"model", model_}, {"api", api}, {"code", code}});
+    }
   }
   running_ = gauge("pkmserve_requests_running", "Requests holding a sequence in the engine.");
   waiting_ = gauge("pkmserve_requests_waiting", "Requests accepted and waiting for admission.");
@@ -184,14 +186,16 @@ void ServerMetrics::ObserveInterToken(double seconds, int tokens) {
   for (int i = 0; i < tokens; ++i) itl_->Observe(seconds / tokens);
 }
 
-void ServerMetrics::ObserveSuccess(double e2e_seconds, const std::string& finish_reason) {
+void ServerMetrics::ObserveSuccess(double e2e_seconds, const std::string& finish_reason,
+                                   const std::string& api) {
   e2e_->Observe(e2e_seconds);
-  success_->Add({{"model", model_}, {"finish_reason", finish_reason}}).Increment();
+  success_->Add({{"model", model_}, {"api", api}, {"finish_reason", finish_reason}}).Increment();
 }
 
-void ServerMetrics::ObserveFailure(double e2e_seconds, const std::string& code) {
+void ServerMetrics::ObserveFailure(double e2e_seconds, const std::string& code,
+                                   const std::string& api) {
   e2e_->Observe(e2e_seconds);
-  failure_->Add({{"model", model_}, {"code", code}}).Increment();
+  failure_->Add({{"model", model_}, {"api", api}, {"code", code}}).Increment();
 }
 
 void ServerMetrics::OnAdmitted(double queue_seconds) { queue_time_->Observe(queue_seconds); }

@@ -53,8 +53,10 @@ class ServerMetrics final : public prometheus::Collectable, public SchedulerObse
   void ObserveInterToken(double seconds, int tokens);
   // A request ended: its end-to-end latency and outcome. `finish_reason` for a success
   // ("length", "stop", "eos"), else the gRPC status code name for a failure.
-  void ObserveSuccess(double e2e_seconds, const std::string& finish_reason);
-  void ObserveFailure(double e2e_seconds, const std::string& code);
+  // api: "grpc" or "http", the API the call came through.
+  void ObserveSuccess(double e2e_seconds, const std::string& finish_reason,
+                      const std::string& api);
+  void ObserveFailure(double e2e_seconds, const std::string& code, const std::string& api);
 
   // SchedulerObserver: queue time, step size and time, lookup time and memory usage.
   void OnAdmitted(double queue_seconds) override;

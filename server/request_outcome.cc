@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <string_view>
 
 #include "common/status.h"
 #include "server/log.h"
@@ -22,12 +23,13 @@ void RecordOutcome(ServerMetrics* metrics, const RequestOutcome& outcome,
                        std::strcmp(outcome.method, "score") == 0;
   if (metrics != nullptr) {
     if (!status.ok()) {
-      metrics->ObserveFailure(e2e, code);
+      metrics->ObserveFailure(e2e, code, outcome.api);
     } else if (counted) {
-      metrics->ObserveSuccess(e2e, outcome.finish);
+      metrics->ObserveSuccess(e2e, outcome.finish, outcome.api);
     }
   }
   nlohmann::ordered_json fields = {{"id", outcome.id}, {"method", outcome.method}};
+  if (std::string_view(outcome.api) != "grpc") fields["api"] = outcome.api;
   if (outcome.prompt_tokens >= 0) fields["prompt_tokens"] = outcome.prompt_tokens;
   if (outcome.output_tokens >= 0) fields["output_tokens"] = outcome.output_tokens;
   if (outcome.queue_seconds >= 0) fields["queue_ms"] = Ms(outcome.queue_seconds);

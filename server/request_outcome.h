@@ -20,6 +20,7 @@ struct RequestOutcome {
   using Clock = std::chrono::steady_clock;
   uint64_t id = 0;          // the service's call id (also sent as x-request-id metadata)
   const char* method = "";  // "generate", "score", "tokenize", "detokenize"
+  const char* api = "grpc";  // or "http" (the OpenAI-compatible API; logged as api=http)
   Clock::time_point arrival = Clock::now();
   int prompt_tokens = -1;   // -1: not known (refused before tokenizing)
   int output_tokens = -1;   // generated, or scored

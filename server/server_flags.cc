@@ -21,6 +21,8 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC address host:port (port 0 picks a free port, printed at start)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address host:port, or 'off' to export no metrics");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "OpenAI-compatible HTTP API address host:port (docs/http-api.md), or 'off'");
 ABSL_FLAG(int, pkm_usage_window, 8192,
           "tokens over which each memory layer's slot coverage and KL are measured, "
           "[1, 1048576]");
@@ -205,6 +207,12 @@ StatusOr<ServerSettings> Settings(const CommandLine& command_line) {
   s.check_only = absl::GetFlag(FLAGS_check);
   s.grpc.listen = absl::GetFlag(FLAGS_listen);
   PKM_RETURN_IF_ERROR(CheckListenAddress(s.grpc.listen, "--listen"));
+  s.http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (s.http_listen == "off") {
+    s.http_listen.clear();
+  } else {
+    PKM_RETURN_IF_ERROR(CheckListenAddress(s.http_listen, "--http-listen"));
+  }
   s.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   if (s.metrics_listen == "off") {
     s.metrics_listen.clear();

@@ -7,7 +7,7 @@
 namespace pkm::http {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 Status Invalid(const std::string& message) {
   return Status(StatusCode::kInvalidArgument, message);
@@ -172,6 +172,8 @@ StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body_text) {
   PKM_ASSIGN_OR_RETURN(int64_t seed, Integer(body, "seed", INT64_MIN, INT64_MAX, -1));
   if (body.contains("seed") && !body["seed"].is_null()) g.set_seed(static_cast<uint64_t>(seed));
   PKM_RETURN_IF_ERROR(SetStop(body, &g));
+  PKM_ASSIGN_OR_RETURN(bool ignore_eos, Boolean(body, "ignore_eos", false));
+  g.set_ignore_eos(ignore_eos);
   PKM_ASSIGN_OR_RETURN(int64_t logprobs, Integer(body, "logprobs", 0, 20, -1));
   r.logprobs = static_cast<int>(logprobs);
   if (r.logprobs >= 0) {
@@ -218,6 +220,7 @@ int HttpStatus(StatusCode code) {
     case StatusCode::kInvalidArgument:
     case StatusCode::kFailedPrecondition:
     case StatusCode::kOutOfRange: return 400;
+    case StatusCode::kUnauthenticated: return 401;
     case StatusCode::kNotFound: return 404;
     case StatusCode::kResourceExhausted: return 429;
     case StatusCode::kCancelled: return 499;
@@ -228,9 +231,10 @@ int HttpStatus(StatusCode code) {
   }
 }
 
-nlohmann::json ErrorBody(const Status& status) {
+nlohmann::ordered_json ErrorBody(const Status& status) {
   const int http = HttpStatus(status.code());
-  const char* type = http == 429 ? "rate_limit_error"
+  const char* type = http == 401   ? "authentication_error"
+                     : http == 429 ? "rate_limit_error"
                      : http < 500 ? "invalid_request_error"
                                   : "server_error";
   return {{"error",

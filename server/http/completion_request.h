@@ -9,6 +9,7 @@
 //                alternatives (with echo, the prompt's too)
 //   n, best_of   1 only; presence_penalty, frequency_penalty 0 only; logit_bias empty only;
 //                suffix absent only (each refused by name otherwise)
+//   ignore_eos   boolean, default false: keep generating after EOS (vLLM's extension)
 //   model, user  accepted and not used (one model is served)
 // Other fields are ignored, as OpenAI's own server and vLLM's do.
 //
@@ -48,6 +49,6 @@ int HttpStatus(StatusCode code);
 
 // OpenAI's error body: {"error": {"message", "type", "param": null, "code"}}, type
 // "invalid_request_error", "authentication_error", "rate_limit_error" or "server_error".
-nlohmann::json ErrorBody(const Status& status);
+nlohmann::ordered_json ErrorBody(const Status& status);
 
 }  // namespace pkm::http

@@ -15,14 +15,19 @@ def drain_stderr(proc, lines):
 
 def start_server(pkmserve, *flags, env=None):
     """Starts pkmserve on free ports; returns the process, its gRPC address and its metrics
-    address (host:port). The log so far and from then on is in proc.log_lines."""
+    address (host:port). The HTTP API's base URL is proc.http_url ("http://host:port", None
+    when off); the log so far and from then on is in proc.log_lines."""
     proc = subprocess.Popen([pkmserve, "--listen", "127.0.0.1:0", "--metrics-listen",
-                             "127.0.0.1:0", *flags],
+                             "127.0.0.1:0", "--http-listen", "127.0.0.1:0", *flags],
                             stderr=subprocess.PIPE, text=True, env=env)
     proc.log_lines = []
+    proc.http_url = None
     metrics = None
     for line in proc.stderr:
         proc.log_lines.append(line)
+        m = re.search(r"http on (https?://[^ ]+:\d+)/v1", line)
+        if m:
+            proc.http_url = m.group(1)
         m = re.search(r"metrics on http://([^ ]+:\d+)/metrics", line)
         if m:
             metrics = m.group(1)

@@ -121,8 +121,8 @@ def test_counters_equal_what_the_clients_received(stack):
     sel = f'{{job="pkmserve",model="{MODEL}"}}'
     assert p.value(f"pkmserve_generation_tokens_total{sel}") == load["total_output_tokens"]
     assert p.value(f"pkmserve_prompt_tokens_total{sel}") == load["total_input_tokens"]
-    assert p.value(f'pkmserve_request_success_total{{finish_reason="length"}}') == 160
-    assert p.value(f'pkmserve_request_failure_total{{code="INVALID_ARGUMENT"}}') == 1
+    assert p.value(f'pkmserve_request_success_total{{api="grpc",finish_reason="length"}}') == 160
+    assert p.value(f'pkmserve_request_failure_total{{api="grpc",code="INVALID_ARGUMENT"}}') == 1
     assert p.value("pkmserve_e2e_request_latency_seconds_count") == 161
     # Every token after a stream's first is one inter-token gap, as the clients counted them.
     assert p.value("pkmserve_inter_token_latency_seconds_count") == load["itl"]["count"]

@@ -29,7 +29,9 @@ class PkmserveProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
     posix_spawn_file_actions_addclose(&actions, fds[0]);
-    args.insert(args.begin(), PKMSERVE_BINARY);
+    // A free port for the HTTP API unless the test names one (the last flag wins), so that
+    // servers of tests run in parallel never meet on its default port.
+    args.insert(args.begin(), {PKMSERVE_BINARY, "--http-listen=127.0.0.1:0"});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

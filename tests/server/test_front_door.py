@@ -104,13 +104,14 @@ def test_flags_come_from_the_environment_and_the_command_line_wins(pkmserve, api
 
 # ---- start-up checks -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flag", ["--listen", "--metrics-listen"])
+@pytest.mark.parametrize("flag", ["--listen", "--metrics-listen", "--http-listen"])
 def test_a_busy_port_is_refused_before_the_model_loads(pkmserve, flag):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         address = f"127.0.0.1:{busy.getsockname()[1]}"
-        args = {"--listen": "127.0.0.1:0", "--metrics-listen": "127.0.0.1:0", flag: address}
+        args = {"--listen": "127.0.0.1:0", "--metrics-listen": "127.0.0.1:0",
+                "--http-listen": "127.0.0.1:0", flag: address}
         out = run(pkmserve, *[x for kv in args.items() for x in kv], *BASE)
     assert out.returncode == 3, out.stderr
     assert f"{flag}: cannot listen on {address}: address already in use" in out.stderr
@@ -120,7 +121,8 @@ def test_a_busy_port_is_refused_before_the_model_loads(pkmserve, flag):
 def test_grpc_does_not_share_a_port_with_another_server(pkmserve):
     proc, address, _ = start_server(pkmserve, *BASE)
     try:
-        out = run(pkmserve, "--listen", address, "--metrics-listen", "127.0.0.1:0", *BASE)
+        out = run(pkmserve, "--listen", address, "--metrics-listen", "127.0.0.1:0",
+                  "--http-listen", "127.0.0.1:0", *BASE)
         assert out.returncode == 3 and "address already in use" in out.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -183,15 +185,15 @@ def test_outcome_counters_start_at_zero(served):
     _, metrics, _ = served
     values = scrape(metrics)
     for code in ["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED"]:
-        assert series(values, "pkmserve_request_failure_total", code=code) is not None, code
+        assert series(values, "pkmserve_request_failure_total", api="grpc", code=code) is not None, code
     for reason in ["length", "stop", "eos", "scored"]:
-        assert series(values, "pkmserve_request_success_total", finish_reason=reason) is not None
+        assert series(values, "pkmserve_request_success_total", api="grpc", finish_reason=reason) is not None
     assert series(values, "pkmserve_build_info") == 1
 
 
 def test_text_that_is_not_utf8_is_refused_naming_field_and_offset(served):
     channel, metrics, _ = served
-    before = series(scrape(metrics), "pkmserve_request_failure_total", code="INVALID_ARGUMENT")
+    before = series(scrape(metrics), "pkmserve_request_failure_total", api="grpc", code="INVALID_ARGUMENT")
     cases = [
         ("Tokenize", field(1, b"ab\xffc"), "text is not valid UTF-8: byte 2 (0xff)"),
         ("Generate", field(1, b"caf\xc3"), "text is not valid UTF-8: byte 3 (0xc3)"),
@@ -210,7 +212,7 @@ def test_text_that_is_not_utf8_is_refused_naming_field_and_offset(served):
             error = raw_call(channel, method, payload)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, error)
         assert message in error.details(), error.details()
-    after = series(scrape(metrics), "pkmserve_request_failure_total", code="INVALID_ARGUMENT")
+    after = series(scrape(metrics), "pkmserve_request_failure_total", api="grpc", code="INVALID_ARGUMENT")
     assert after - before == len(cases)
 
 
@@ -282,8 +284,8 @@ def test_scored_tokens_and_requests_are_counted_once(api, served):
     after = scrape(metrics)
     assert (series(after, "pkmserve_scored_tokens_total") -
             series(before, "pkmserve_scored_tokens_total")) == len(ids) - 1 + 64 + 127
-    assert (series(after, "pkmserve_request_success_total", finish_reason="scored") -
-            series(before, "pkmserve_request_success_total", finish_reason="scored")) == 3
+    assert (series(after, "pkmserve_request_success_total", api="grpc", finish_reason="scored") -
+            series(before, "pkmserve_request_success_total", api="grpc", finish_reason="scored")) == 3
 
 
 def test_the_log_has_a_line_per_request_and_stats_but_no_prompt(api, served):

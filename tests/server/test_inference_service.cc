@@ -543,9 +543,13 @@ TEST_F(InferenceServiceTest, MetricsCountWhatClientsReceived) {
   EXPECT_EQ(Sample(text, "pkmserve_time_to_first_token_seconds_count"), 3);
   EXPECT_EQ(Sample(text, "pkmserve_inter_token_latency_seconds_count"), received - 3);
   EXPECT_EQ(Sample(text, "pkmserve_e2e_request_latency_seconds_count"), 5);
-  EXPECT_EQ(Sample(text, "pkmserve_request_success_total", {"finish_reason=\"length\""}), 3);
-  EXPECT_EQ(Sample(text, "pkmserve_request_success_total", {"finish_reason=\"scored\""}), 1);
-  EXPECT_EQ(Sample(text, "pkmserve_request_failure_total", {"code=\"INVALID_ARGUMENT\""}), 1);
+  const std::string grpc_api = "api=\"grpc\"";
+  EXPECT_EQ(Sample(text, "pkmserve_request_success_total", {grpc_api, "finish_reason=\"length\""}),
+            3);
+  EXPECT_EQ(Sample(text, "pkmserve_request_success_total", {grpc_api, "finish_reason=\"scored\""}),
+            1);
+  EXPECT_EQ(
+      Sample(text, "pkmserve_request_failure_total", {grpc_api, "code=\"INVALID_ARGUMENT\""}), 1);
   EXPECT_EQ(Sample(text, "pkmserve_requests_running"), 0);
   EXPECT_EQ(Sample(text, "pkmserve_model_weights_bytes"), 1.0);
   EXPECT_EQ(Sample(text, "pkmserve_request_queue_capacity"), 7);

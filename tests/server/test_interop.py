@@ -24,7 +24,7 @@ METRICS_URL = []
 def stub(api, pkmserve):
     proc = subprocess.Popen(
         [pkmserve, "--model", f"{REPO}/models/pkm-small", "--listen", "127.0.0.1:0",
-         "--metrics-listen", "127.0.0.1:0",
+         "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
          "--threads", "1", "--kv-cache-bytes", "32M"],
         stderr=subprocess.PIPE, text=True)
     port = None

@@ -14,7 +14,8 @@ TEST(CompletionRequest, MapsEveryField) {
   auto r = ParseCompletionRequest(
       R"({"model": "pkm-small", "prompt": "Once", "max_tokens": 5, "temperature": 0.5,
           "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\n", "."], "stream": true,
-          "logprobs": 3, "echo": true, "user": "u", "some_future_field": {}})");
+          "logprobs": 3, "echo": true, "user": "u", "ignore_eos": true,
+          "some_future_field": {}})");
   ASSERT_TRUE(r.ok()) << r.status();
   const auto& g = r->generate;
   EXPECT_EQ(g.text(), "Once");
@@ -28,6 +29,7 @@ TEST(CompletionRequest, MapsEveryField) {
   EXPECT_EQ(g.stop(1), ".");
   EXPECT_TRUE(g.logprobs());
   EXPECT_EQ(g.top_logprobs(), 3u);
+  EXPECT_TRUE(g.ignore_eos());
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->echo);
   EXPECT_EQ(r->logprobs, 3);
@@ -139,12 +141,15 @@ TEST(DetokenizeRequest, TakesTokenIds) {
 
 TEST(ErrorBody, HasOpenAisShapeAndStatus) {
   const Status queue_full(StatusCode::kResourceExhausted, "queue full");
-  const nlohmann::json body = ErrorBody(queue_full);
+  const auto body = ErrorBody(queue_full);
   EXPECT_EQ(body["error"]["message"], "queue full");
   EXPECT_EQ(body["error"]["type"], "rate_limit_error");
   EXPECT_TRUE(body["error"]["param"].is_null());
   EXPECT_EQ(body["error"]["code"], "RESOURCE_EXHAUSTED");
   EXPECT_EQ(HttpStatus(StatusCode::kInvalidArgument), 400);
+  EXPECT_EQ(HttpStatus(StatusCode::kUnauthenticated), 401);
+  EXPECT_EQ(ErrorBody(Status(StatusCode::kUnauthenticated, "x"))["error"]["type"],
+            "authentication_error");
   EXPECT_EQ(HttpStatus(StatusCode::kFailedPrecondition), 400);
   EXPECT_EQ(HttpStatus(StatusCode::kResourceExhausted), 429);
   EXPECT_EQ(HttpStatus(StatusCode::kUnavailable), 503);
