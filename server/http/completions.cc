@@ -44,6 +44,14 @@ struct Echo {
   std::vector<std::string> texts;  // each token's text, for text_offset
 };
 
+// The prompt as echoed: its text as sent, or its token ids decoded.
+std::string PromptText(const CompletionsContext& ctx, const CompletionRequest& cr) {
+  if (!cr.generate.has_tokens()) return cr.generate.text();
+  if (!ctx.tokenizer->can_decode()) return "";
+  const auto& ids = cr.generate.tokens().ids();
+  return ctx.tokenizer->Decode(std::vector<int32_t>(ids.begin(), ids.end()));
+}
+
 // Scores the prompt as the Score RPC would (the same ScoreRequest), waiting for the result.
 StatusOr<Echo> ScorePrompt(const CompletionsContext& ctx, const CompletionRequest& cr) {
   pkmserve::v1::ScoreRequest sr;
@@ -63,9 +71,7 @@ StatusOr<Echo> ScorePrompt(const CompletionsContext& ctx, const CompletionReques
   PKM_ASSIGN_OR_RETURN(WindowedScoreResult scored, result.get());
   const ScoreResult& s = scored.scores;
   Echo echo;
-  echo.text = cr.generate.has_tokens() ? (ctx.tokenizer->can_decode() ? ctx.tokenizer->Decode(ids)
-                                                                       : std::string())
-                                       : cr.generate.text();
+  echo.text = PromptText(ctx, cr);
   const size_t first = ids.size() - s.logprobs.size();  // tokens before it are context only
   // Each token's text is what it adds to the decoded prefix (a piece alone may decode
   // differently at the start of a text, e.g. without its leading space).
@@ -87,8 +93,21 @@ StatusOr<Echo> ScorePrompt(const CompletionsContext& ctx, const CompletionReques
   return echo;
 }
 
-TokenLogprob FromStep(const GeneratedStep& s) {
-  return {.id = s.token, .has_logprob = true, .logprob = s.logprob, .top = s.top};
+// Generated steps as a completion's text, its tokens' logprobs and each token's text.
+struct Generated {
+  std::string text;
+  std::vector<TokenLogprob> tokens;
+  std::vector<std::string> texts;
+};
+
+Generated Collect(const std::vector<GeneratedStep>& steps) {
+  Generated g;
+  for (const GeneratedStep& s : steps) {
+    g.text += s.text;
+    g.tokens.push_back({.id = s.token, .has_logprob = true, .logprob = s.logprob, .top = s.top});
+    g.texts.push_back(s.text);
+  }
+  return g;
 }
 
 // One stream's state, shared by the handler (which starts it) and the content provider.
@@ -133,19 +152,12 @@ bool Pump(Stream& st, httplib::DataSink& sink) {
     summary = st.inbox->summary;
   }
   if (!steps.empty()) {
-    std::string text;
-    std::vector<TokenLogprob> tokens;
-    std::vector<std::string> texts;
-    for (const GeneratedStep& s : steps) {
-      text += s.text;
-      tokens.push_back(FromStep(s));
-      texts.push_back(s.text);
-    }
-    json lp = st.logprobs >= 0 ? LogprobsJson(tokens, texts, st.text_bytes, st.logprobs,
+    const Generated g = Collect(steps);
+    json lp = st.logprobs >= 0 ? LogprobsJson(g.tokens, g.texts, st.text_bytes, st.logprobs,
                                               *st.tokenizer)
                                : json(nullptr);
-    st.text_bytes += text.size();
-    if (!SendEvent(sink, CompletionJson(st.head, text, std::move(lp), nullptr, nullptr))) {
+    st.text_bytes += g.text.size();
+    if (!SendEvent(sink, CompletionJson(st.head, g.text, std::move(lp), nullptr, nullptr))) {
       return false;
     }
   }
@@ -188,10 +200,12 @@ void HandleCompletion(const CompletionsContext& ctx, uint64_t call_id, const htt
                                            .count(),
                             .model = ctx.model_name};
   Echo echo;
-  if (cr.echo) {
+  if (cr.echo && (cr.logprobs >= 0 || cr.max_tokens == 0)) {
     StatusOr<Echo> scored = ScorePrompt(ctx, cr);
     if (!scored.ok()) return fail(scored.status());
     echo = std::move(*scored);
+  } else if (cr.echo) {
+    echo.text = PromptText(ctx, cr);  // no logprobs asked: nothing to score
   }
   json echo_logprobs = cr.logprobs >= 0 && cr.echo
                            ? LogprobsJson(echo.tokens, echo.texts, 0, cr.logprobs, *ctx.tokenizer)
@@ -238,17 +252,10 @@ void HandleCompletion(const CompletionsContext& ctx, uint64_t call_id, const htt
       lock.unlock();
       return fail(inbox->status);
     }
-    std::string text;
-    std::vector<TokenLogprob> tokens;
-    std::vector<std::string> texts;
-    for (const GeneratedStep& s : inbox->steps) {
-      text += s.text;
-      tokens.push_back(FromStep(s));
-      texts.push_back(s.text);
-    }
+    const Generated g = Collect(inbox->steps);
     json lp = nullptr;
     if (cr.logprobs >= 0) {
-      lp = LogprobsJson(tokens, texts, echo.text.size(), cr.logprobs, *ctx.tokenizer);
+      lp = LogprobsJson(g.tokens, g.texts, echo.text.size(), cr.logprobs, *ctx.tokenizer);
       if (cr.echo) {  // the prompt's tokens first
         for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
           json merged = echo_logprobs[key];
@@ -259,7 +266,7 @@ void HandleCompletion(const CompletionsContext& ctx, uint64_t call_id, const htt
     }
     outcome.finish = FinishName(inbox->summary.finish);
     RecordOutcome(ctx.metrics, outcome, grpc::Status::OK);
-    res.set_content(CompletionJson(head, echo.text + text, std::move(lp),
+    res.set_content(CompletionJson(head, echo.text + g.text, std::move(lp),
                                    FinishName(inbox->summary.finish),
                                    UsageJson(prompt_tokens, inbox->summary.completion_tokens))
                         .dump(),

@@ -131,6 +131,9 @@ def test_echo_then_generation(served):
     _, echoed = call(url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 5, "temperature": 0,
                                               "logprobs": 0, "echo": True})
     assert echoed["choices"][0]["text"] == PROMPT + plain["choices"][0]["text"]
+    _, bare = call(url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 5, "temperature": 0, "echo": True})
+    assert bare["choices"][0]["text"] == echoed["choices"][0]["text"]
+    assert bare["choices"][0]["logprobs"] is None
     lp, gen = echoed["choices"][0]["logprobs"], plain["choices"][0]["logprobs"]
     assert lp["token_logprobs"][-5:] == gen["token_logprobs"]
     assert lp["text_offset"][-5:] == [o + len(PROMPT) for o in gen["text_offset"]]
