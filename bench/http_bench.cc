@@ -84,9 +84,10 @@ int main(int argc, char** argv) {
   if (!grpc_api.ok()) pkm::bench::Die("grpc server", grpc_api.status());
   pkmserve::v1::ModelInfo info;
   info.set_name("bench");
-  auto http = pkm::http::HttpApi::Start(&scheduler, tokenizer.get(), loaded.config(),
-                                        {.listen = "127.0.0.1:0", .model_info = info});
+  auto http = pkm::http::HttpApi::Start({.listen = "127.0.0.1:0"});
   if (!http.ok()) pkm::bench::Die("http server", http.status());
+  (*http)->Attach({.scheduler = &scheduler, .tokenizer = tokenizer.get(),
+                   .config = loaded.config(), .model_info = info});
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*grpc_api)->port()),
                                      grpc::InsecureChannelCredentials());
   auto stub = pkmserve::v1::Inference::NewStub(channel);

@@ -81,11 +81,30 @@ int main(int argc, char** argv) {
         return Fail(kExitCannotServe, s);
       }
     }
-    if (!settings->http_listen.empty()) {
+    if (!settings->http_listen.empty()) {  // CheckCanListen says why, where httplib cannot
       if (pkm::Status s = pkm::CheckCanListen(settings->http_listen, "--http-listen"); !s.ok()) {
         return Fail(kExitCannotServe, s);
       }
     }
+  }
+  // The HTTP API listens while the model loads (503 "loading"), as a load balancer expects.
+  std::unique_ptr<pkm::http::HttpApi> http;
+  if (!settings->http_listen.empty() && !settings->check_only) {
+    auto started = pkm::http::HttpApi::Start({.listen = settings->http_listen,
+                                              .tls_cert_file = settings->grpc.tls.cert_file,
+                                              .tls_key_file = settings->grpc.tls.key_file,
+                                              .tls_client_ca_file = settings->grpc.tls.client_ca_file,
+                                              .auth_token = settings->auth_token,
+                                              .limits = settings->limits});
+    if (!started.ok()) {
+      return Fail(started.status().code() == pkm::StatusCode::kInvalidArgument ? kExitUsage
+                                                                                 : kExitCannotServe,
+                  started.status());
+    }
+    http = std::move(*started);
+    const std::string& h = settings->http_listen;
+    Info(std::string("http on ") + (settings->grpc.tls.cert_file.empty() ? "http" : "https") +
+         "://" + h.substr(0, h.rfind(':')) + ":" + std::to_string(http->port()) + "/v1");
   }
 
   // A directory without a tokenizer (a converted vocabulary that cannot be tokenized exactly)
@@ -199,14 +218,7 @@ int main(int argc, char** argv) {
   }
   scheduler = std::make_unique<pkm::Scheduler>(engine->get(), tokenizer.get(), scheduler_options);
   if (metrics_on) exposer->RegisterCollectable(metrics);
-  pkm::http::HttpApiConfig http_config{.listen = settings->http_listen,
-                                       .tls_cert_file = settings->grpc.tls.cert_file,
-                                       .tls_key_file = settings->grpc.tls.key_file,
-                                       .tls_client_ca_file = settings->grpc.tls.client_ca_file,
-                                       .auth_token = settings->auth_token,
-                                       .limits = settings->limits,
-                                       .model_info = model_info,
-                                       .metrics = metrics.get()};
+  const pkmserve::v1::ModelInfo http_model_info = model_info;
   pkm::ServiceConfig service_config{.limits = settings->limits,
                                     .auth_token = settings->auth_token,
                                     .model_info = std::move(model_info),
@@ -219,19 +231,12 @@ int main(int argc, char** argv) {
                                                                               : kExitCannotServe,
                 server.status());
   }
-  std::unique_ptr<pkm::http::HttpApi> http;
-  if (!settings->http_listen.empty()) {
-    auto started = pkm::http::HttpApi::Start(scheduler.get(), tokenizer.get(), model->config(),
-                                             std::move(http_config));
-    if (!started.ok()) {
-      return Fail(started.status().code() == pkm::StatusCode::kInvalidArgument ? kExitUsage
-                                                                                 : kExitCannotServe,
-                  started.status());
-    }
-    http = std::move(*started);
-    const std::string& h = settings->http_listen;
-    Info(std::string("http on ") + (settings->grpc.tls.cert_file.empty() ? "http" : "https") +
-         "://" + h.substr(0, h.rfind(':')) + ":" + std::to_string(http->port()) + "/v1");
+  if (http) {
+    http->Attach({.scheduler = scheduler.get(),
+                  .tokenizer = tokenizer.get(),
+                  .config = model->config(),
+                  .model_info = http_model_info,
+                  .metrics = metrics.get()});
   }
   std::string host = settings->grpc.listen.substr(0, settings->grpc.listen.rfind(':'));
   if (exposer) {

@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -43,15 +44,23 @@ void RecordRefusal(ServerMetrics* metrics, uint64_t id, const char* method, cons
 
 }  // namespace
 
-HttpApi::HttpApi(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& config,
-                 HttpApiConfig api)
-    : scheduler_(scheduler), tokenizer_(tokenizer), model_config_(config), api_(std::move(api)) {}
+HttpApi::HttpApi(HttpApiConfig api) : api_(std::move(api)) {}
 
 HttpApi::~HttpApi() { Shutdown(); }
 
-StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(Scheduler* scheduler, const Tokenizer* tokenizer,
-                                                  const ModelConfig& config, HttpApiConfig api) {
-  std::unique_ptr<HttpApi> self(new HttpApi(scheduler, tokenizer, config, std::move(api)));
+void HttpApi::Attach(HttpServing serving) {
+  attached_ = std::make_unique<HttpServing>(std::move(serving));
+  ready_.store(attached_.get(), std::memory_order_release);
+}
+
+const HttpServing* HttpApi::Ready(httplib::Response& res) const {
+  const HttpServing* s = ready_.load(std::memory_order_acquire);
+  if (s == nullptr) ReplyError(Status(StatusCode::kUnavailable, "the model is loading"), res);
+  return s;
+}
+
+StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(HttpApiConfig api) {
+  std::unique_ptr<HttpApi> self(new HttpApi(std::move(api)));
   const HttpApiConfig& a = self->api_;
   if (!a.tls_cert_file.empty()) {
     auto tls = std::make_unique<httplib::SSLServer>(
@@ -115,7 +124,8 @@ void HttpApi::Routes() {
     const Status refused(StatusCode::kUnauthenticated,
                          "this server needs \"Authorization: Bearer <token>\" (missing or not "
                          "the server's token)");
-    RecordRefusal(api_.metrics, next_id_++, "http", refused);
+    const HttpServing* s = ready_.load(std::memory_order_acquire);
+    RecordRefusal(s ? s->metrics : nullptr, next_id_++, "http", refused);
     ReplyError(refused, res);
     return httplib::Server::HandlerResponse::Handled;
   });
@@ -135,65 +145,76 @@ void HttpApi::Routes() {
       });
 
   server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    const bool serving = serving_.load();
-    res.status = serving ? 200 : 503;
-    ReplyJson({{"status", serving ? "ok" : "draining"}}, res);
+    const char* state = ready_.load(std::memory_order_acquire) == nullptr ? "loading"
+                        : serving_.load()                                 ? "ok"
+                                                                          : "draining";
+    res.status = std::string_view(state) == "ok" ? 200 : 503;
+    ReplyJson({{"status", state}}, res);
   });
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
   server.Get("/v1/models", [this, created](const httplib::Request&, httplib::Response& res) {
+    const HttpServing* s = Ready(res);
+    if (s == nullptr) return;
     ReplyJson({{"object", "list"},
-               {"data", json::array({{{"id", api_.model_info.name()},
+               {"data", json::array({{{"id", s->model_info.name()},
                                       {"object", "model"},
                                       {"created", created},
                                       {"owned_by", "pkmserve"},
-                                      {"max_model_len", model_config_.max_seq_len}}})}},
+                                      {"max_model_len", s->config.max_seq_len}}})}},
               res);
   });
   server.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    const HttpServing* s = Ready(res);
+    if (s == nullptr) return;
+    const Tokenizer& tokenizer = *s->tokenizer;
     StatusOr<pkmserve::v1::TokenizeRequest> r = ParseTokenizeRequest(req.body);
     if (r.ok()) {
-      if (Status s = CheckTextUse("/tokenize", TextUse::kEncode, *tokenizer_, ""); !s.ok()) {
-        r = s;
+      if (Status st = CheckTextUse("/tokenize", TextUse::kEncode, tokenizer, ""); !st.ok()) {
+        r = st;
       }
     }
     if (!r.ok()) {
-      RecordRefusal(api_.metrics, next_id_++, "tokenize", r.status());
+      RecordRefusal(s->metrics, next_id_++, "tokenize", r.status());
       return ReplyError(r.status(), res);
     }
     std::vector<int32_t> ids;
-    if (r->add_bos()) ids.push_back(tokenizer_->bos_id());
-    for (int32_t id : tokenizer_->Encode(r->text())) ids.push_back(id);
+    if (r->add_bos()) ids.push_back(tokenizer.bos_id());
+    for (int32_t id : tokenizer.Encode(r->text())) ids.push_back(id);
     json pieces = json::array();
-    for (int32_t id : ids) pieces.push_back(tokenizer_->IdToPiece(id));
+    for (int32_t id : ids) pieces.push_back(tokenizer.IdToPiece(id));
     ReplyJson({{"tokens", ids}, {"pieces", std::move(pieces)}}, res);
   });
   server.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    const HttpServing* s = Ready(res);
+    if (s == nullptr) return;
     StatusOr<pkmserve::v1::DetokenizeRequest> r = ParseDetokenizeRequest(req.body);
     if (r.ok()) {
-      Status s = CheckTextUse("/detokenize", TextUse::kDecode, *tokenizer_, "");
-      if (s.ok()) s = CheckTokenIds(r->ids(), model_config_.vocab_size, "tokens");
-      if (!s.ok()) r = s;
+      Status st = CheckTextUse("/detokenize", TextUse::kDecode, *s->tokenizer, "");
+      if (st.ok()) st = CheckTokenIds(r->ids(), s->config.vocab_size, "tokens");
+      if (!st.ok()) r = st;
     }
     if (!r.ok()) {
-      RecordRefusal(api_.metrics, next_id_++, "detokenize", r.status());
+      RecordRefusal(s->metrics, next_id_++, "detokenize", r.status());
       return ReplyError(r.status(), res);
     }
-    ReplyJson({{"content", tokenizer_->Decode(std::vector<int32_t>(r->ids().begin(),
-                                                                   r->ids().end()))}},
+    ReplyJson({{"content", s->tokenizer->Decode(std::vector<int32_t>(r->ids().begin(),
+                                                                     r->ids().end()))}},
               res);
   });
   server.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    const HttpServing* s = Ready(res);
+    if (s == nullptr) return;
     if (!serving_.load()) {
       return ReplyError(Status(StatusCode::kUnavailable, "the server is draining"), res);
     }
-    const CompletionsContext ctx{.scheduler = scheduler_,
-                                 .tokenizer = tokenizer_,
-                                 .config = &model_config_,
+    const CompletionsContext ctx{.scheduler = s->scheduler,
+                                 .tokenizer = s->tokenizer,
+                                 .config = &s->config,
                                  .limits = &api_.limits,
-                                 .metrics = api_.metrics,
-                                 .model_name = api_.model_info.name()};
+                                 .metrics = s->metrics,
+                                 .model_name = s->model_info.name()};
     HandleCompletion(ctx, next_id_++, req, res);
   });
 }

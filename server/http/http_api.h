@@ -2,7 +2,7 @@
 // llama-server uses), feeding the same scheduler, so requests of both APIs batch together:
 //   POST /v1/completions   completion_request.h; stream: server-sent events ending in [DONE]
 //   GET  /v1/models        the one model served
-//   GET  /health           200 serving, 503 draining (no token needed: for load balancers)
+//   GET  /health           200 serving, 503 loading or draining (no token: for load balancers)
 //   POST /tokenize, /detokenize
 // Requests are validated as the gRPC API's (request_validation.h); errors are OpenAI's JSON
 // error shape with the HTTP status of their code (completion_request.h). With a bearer token
@@ -13,7 +13,10 @@
 // a pool of `handler_threads`. A client that disconnects from a stream has its request
 // cancelled when the next event fails to write, which frees its KV cache at the next step.
 //
-// Thread-safety: SetServing may be called from any thread; Start and Shutdown from one.
+// The API listens from before the model loads (every route answers 503 "loading" until Attach),
+// so a load balancer sees a replica that is starting rather than a refused connection.
+//
+// Thread-safety: SetServing may be called from any thread; Start, Attach and Shutdown from one.
 #pragma once
 
 #include <atomic>
@@ -31,7 +34,8 @@
 
 namespace httplib {
 class Server;
-}
+struct Response;
+}  // namespace httplib
 
 namespace pkm::http {
 
@@ -41,8 +45,6 @@ struct HttpApiConfig {
   std::string tls_client_ca_file = {};  // require client certificates signed by it
   std::string auth_token = {};  // empty: no authentication
   ServiceLimits limits = {};
-  pkmserve::v1::ModelInfo model_info = {};
-  ServerMetrics* metrics = nullptr;  // request outcomes, when set
   size_t max_body_bytes = size_t{1} << 20;
   // A keep-alive connection holds its thread between requests (up to 5 s idle): the pool must
   // outnumber the clients' connections, or the ones beyond it wait and time out.
@@ -50,14 +52,24 @@ struct HttpApiConfig {
   int io_timeout_s = 30;  // a client that sends or reads nothing for this long is dropped
 };
 
+// What the API serves once the model is ready.
+struct HttpServing {
+  Scheduler* scheduler = nullptr;  // must outlive the API's Shutdown
+  const Tokenizer* tokenizer = nullptr;
+  ModelConfig config = {};
+  pkmserve::v1::ModelInfo model_info = {};
+  ServerMetrics* metrics = nullptr;  // request outcomes, when set
+};
+
 class HttpApi {
  public:
   // Binds and starts serving on its own thread; kUnavailable when the address cannot be
   // bound, kInvalidArgument for a certificate or key that cannot be loaded.
-  static StatusOr<std::unique_ptr<HttpApi>> Start(Scheduler* scheduler, const Tokenizer* tokenizer,
-                                                  const ModelConfig& config, HttpApiConfig api);
+  static StatusOr<std::unique_ptr<HttpApi>> Start(HttpApiConfig api);
   ~HttpApi();  // Shutdown()
 
+  // Starts serving the model (until now every route answered 503). Once.
+  void Attach(HttpServing serving);
   int port() const { return port_; }
   // /health answers 503 once this is false (draining).
   void SetServing(bool serving) { serving_ = serving; }
@@ -65,14 +77,14 @@ class HttpApi {
   void Shutdown();
 
  private:
-  HttpApi(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& config,
-          HttpApiConfig api);
+  explicit HttpApi(HttpApiConfig api);
   void Routes();
+  // The model served, or null (and `res` set to 503) while it loads.
+  const HttpServing* Ready(httplib::Response& res) const;
 
-  Scheduler* scheduler_;
-  const Tokenizer* tokenizer_;
-  ModelConfig model_config_;
   HttpApiConfig api_;
+  std::unique_ptr<HttpServing> attached_;
+  std::atomic<const HttpServing*> ready_{nullptr};  // attached_, once published
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> serving_{true};

@@ -3,12 +3,14 @@ with clients nobody here wrote: Python's urllib and curl. Completions equal Gene
 echo + logprobs equal Score's numbers exactly, streams are framed as server-sent events ending
 in [DONE], bad requests get OpenAI's error shape with a 4xx status and leave the server serving,
 and a bearer token guards every route but /health."""
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -318,3 +320,109 @@ def test_metrics_count_http_calls_apart_from_grpc(served):
     assert count("pkmserve_request_success_total", api="http", finish_reason="length") == ok_before + 1
     assert count("pkmserve_request_failure_total", api="http", code="INVALID_ARGUMENT") == bad_before + 1
     assert count("pkmserve_request_success_total", api="grpc") == grpc_before
+
+
+def make_tls(d):
+    """A CA and a server certificate for localhost/127.0.0.1 (the openssl CLI)."""
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1")
+    for cmd in [f"openssl req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca",
+                f"openssl req {key} -keyout server.key -out server.csr -subj /CN=localhost",
+                "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                "-out server.pem -days 2 -extfile san.ext"]:
+        subprocess.run(cmd.split(), cwd=d, check=True, capture_output=True)
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+def test_tls_serves_https_only(pkmserve, tmp_path):
+    ca, cert, key = make_tls(tmp_path)
+    proc, _, _ = start_server(pkmserve, *BASE, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        url = proc.http_url
+        assert url.startswith("https://"), url
+        context = ssl.create_default_context(cafile=str(ca))
+        with urllib.request.urlopen(url + "/v1/models", context=context, timeout=30) as r:
+            assert json.loads(r.read())["data"][0]["id"] == "pkm-small"
+        # Plaintext gets no answer: the connection ends in the TLS handshake.
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(url.replace("https://", "http://") + "/v1/models", timeout=30).read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def test_draining_answers_503_and_finishes_accepted_streams(pkmserve):
+    proc, _, _ = start_server(pkmserve, *BASE)
+    url = proc.http_url
+    host, port = url[len("http://"):].rsplit(":", 1)
+    # Eight streams of 120 tokens (no EOS, as above): still running when SIGTERM comes.
+    request = json.dumps({"prompt": PROMPT, "max_tokens": 120, "temperature": 0, "stream": True}).encode()
+    streams = []
+    for _ in range(8):
+        s = socket.create_connection((host, int(port)), timeout=60)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  + f"Content-Length: {len(request)}\r\n\r\n".encode() + request)
+        streams.append(s)
+    received = [b""] * len(streams)
+    while not all(b"data: " in r for r in received):  # every stream is running
+        for i, s in enumerate(streams):
+            if b"data: " not in received[i]:
+                received[i] += s.recv(65536)
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30  # the signal is handled asynchronously
+    while (health := call(url, "/health")) == (200, {"status": "ok"}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert health == (503, {"status": "draining"})
+    status, body = call(url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2})
+    assert status == 503 and body["error"]["type"] == "server_error"
+    for i, s in enumerate(streams):  # each accepted stream runs to its end
+        while b"data: [DONE]" not in received[i]:
+            chunk = s.recv(65536)
+            assert chunk, received[i][-300:]
+            received[i] += chunk
+        assert b'"finish_reason":"length"' in received[i]
+        s.close()
+    assert proc.wait(timeout=60) == 0
+
+
+def test_idle_connections_do_not_stop_it_serving(served):
+    _, url, _, _ = served
+    host, port = url[len("http://"):].rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(32)]
+    try:
+        idle[0].sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        status, body = call(url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2, "temperature": 0})
+        assert status == 200 and body["usage"]["completion_tokens"] == 2
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_health_says_loading_until_the_model_is_ready(pkmserve, tmp_path):
+    """The API listens before the model loads. A config.json that is a FIFO holds the loader in
+    open() until the test opens the other end, which it then finds not to be a regular file."""
+    model = tmp_path / "model"
+    model.mkdir()
+    os.mkfifo(model / "config.json")
+    proc = subprocess.Popen([pkmserve, "--model", str(model), "--listen", "127.0.0.1:0",
+                             "--metrics-listen", "off", "--http-listen", "127.0.0.1:0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"http on (http://[^ ]+:\d+)/v1", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "no 'http on' line before the model loads"
+        assert call(url, "/health") == (503, {"status": "loading"})
+        status, body = call(url, "/v1/models")
+        assert status == 503 and body["error"]["message"] == "the model is loading"
+        status, _ = call(url, "/v1/completions", {"prompt": "x"})
+        assert status == 503
+    finally:
+        with open(model / "config.json", "w"):
+            pass  # lets the loader's open() return
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 2, rest
+    assert "not a regular file" in rest
