@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
                                               .tls_key_file = settings->grpc.tls.key_file,
                                               .tls_client_ca_file = settings->grpc.tls.client_ca_file,
                                               .auth_token = settings->auth_token,
-                                              .limits = settings->limits});
+                                              .limits = settings->limits,
+                                              .io_timeout_s = settings->http_timeout_s});
     if (!started.ok()) {
       return Fail(started.status().code() == pkm::StatusCode::kInvalidArgument ? kExitUsage
                                                                                  : kExitCannotServe,

@@ -23,6 +23,9 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Prometheus /metrics address host:port, or 'off' to export no metrics");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
           "OpenAI-compatible HTTP API address host:port (docs/http-api.md), or 'off'");
+ABSL_FLAG(int, http_timeout, 30,
+          "seconds an HTTP client may send or read nothing before it is answered 408 or "
+          "dropped, [1, 3600]");
 ABSL_FLAG(int, pkm_usage_window, 8192,
           "tokens over which each memory layer's slot coverage and KL are measured, "
           "[1, 1048576]");
@@ -213,6 +216,8 @@ StatusOr<ServerSettings> Settings(const CommandLine& command_line) {
   } else {
     PKM_RETURN_IF_ERROR(CheckListenAddress(s.http_listen, "--http-listen"));
   }
+  s.http_timeout_s = absl::GetFlag(FLAGS_http_timeout);
+  PKM_RETURN_IF_ERROR(CheckRange("--http-timeout", s.http_timeout_s, 1, 3600));
   s.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   if (s.metrics_listen == "off") {
     s.metrics_listen.clear();

@@ -17,6 +17,7 @@ namespace pkm {
 struct ServerSettings {
   std::string model_dir;
   std::string http_listen;     // empty: --http-listen=off
+  int http_timeout_s = 0;      // an HTTP client's idle limit when sending or reading
   std::string metrics_listen;  // empty: --metrics-listen=off
   int pkm_usage_window = 0;    // tokens; memory usage is tracked only with metrics on
   std::string device;  // as asked: "auto", "cpu" or "cuda"; main resolves auto to what runs

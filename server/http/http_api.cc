@@ -129,12 +129,18 @@ void HttpApi::Routes() {
     ReplyError(refused, res);
     return httplib::Server::HandlerResponse::Handled;
   });
-  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  const std::string unreadable =
+      "the request could not be read: malformed HTTP, or the client sent nothing for " +
+      std::to_string(api_.io_timeout_s) + " s (--http-timeout) before it was complete";
+  const std::string too_large = "the request body is too large: at most " +
+                                std::to_string(api_.max_body_bytes) + " bytes";
+  server.set_error_handler([unreadable, too_large](const httplib::Request& req,
+                                                   httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error body
     const std::string what = res.status == 404   ? "no such route: " + req.method + " " + req.path +
                                                        " (see docs/http-api.md)"
-                             : res.status == 413 ? "the request body is too large"
-                                                 : "the request could not be read";
+                             : res.status == 413 ? too_large
+                                                 : unreadable;
     json body = ErrorBody(Status(StatusCode::kInvalidArgument, what));
     if (res.status == 404) body["error"]["code"] = "NOT_FOUND";
     ReplyJson(body, res);

@@ -228,7 +228,7 @@ def test_unknown_routes_and_huge_bodies(served):
     status, body = call(url, "/v1/chat/nothing", {"x": 1})
     assert status == 404 and "no such route" in body["error"]["message"]
     status, body = call(url, "/v1/completions", raw=b'{"prompt": "' + b"a" * (2 << 20) + b'"}')
-    assert status == 413 and "too large" in body["error"]["message"]
+    assert status == 413 and "too large: at most 1048576 bytes" in body["error"]["message"]
     assert call(url, "/health")[0] == 200
 
 
@@ -396,6 +396,26 @@ def test_idle_connections_do_not_stop_it_serving(served):
     finally:
         for s in idle:
             s.close()
+
+
+def test_a_client_that_stalls_mid_request_is_answered_400_after_the_timeout(pkmserve):
+    proc, _, _ = start_server(pkmserve, *BASE, "--http-timeout", "1")
+    try:
+        host, port = proc.http_url[len("http://"):].rsplit(":", 1)
+        for partial in [b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+                        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"]:
+            with socket.create_connection((host, int(port)), timeout=30) as s:
+                s.sendall(partial)
+                started = time.monotonic()
+                answer = s.recv(65536)
+                assert time.monotonic() - started < 10
+            assert answer.startswith(b"HTTP/1.1 400 "), answer
+            assert b"sent nothing for 1 s (--http-timeout)" in answer, answer
+        status, body = call(proc.http_url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 2})
+        assert status == 200 and body["usage"]["completion_tokens"] == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
 
 
 def test_health_says_loading_until_the_model_is_ready(pkmserve, tmp_path):
