@@ -4,9 +4,13 @@
 // that also loads libprotobuf.so 3.21 (gRPC), one library's protobuf symbols interpose on the
 // other's and the process aborts at start-up. libpkm_sentencepiece.so is therefore opened with
 // RTLD_LOCAL (its symbols stay out of the global scope) and RTLD_DEEPBIND (it and
-// libsentencepiece resolve their own symbols first). Sanitizer runtimes refuse RTLD_DEEPBIND;
-// sanitizer builds do not link gRPC, so they link the implementation directly
-// (PKMSERVE_TOKENIZER_DIRECT).
+// libsentencepiece resolve their own symbols first).
+//
+// Sanitizer runtimes refuse RTLD_DEEPBIND in their dlopen interceptor, because a deep-bound
+// library would find libc's malloc before the runtime's and mix the two heaps. In sanitizer
+// builds the plugin is built with the same sanitizer, so the runtime is its first dependency and
+// its deep-bound lookups find the runtime's malloc and operator new before libc's anyway; those
+// builds call libc's own dlopen, past the interceptor (PKMSERVE_SANITIZED).
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -18,17 +22,24 @@
 
 namespace pkm {
 
-#ifdef PKMSERVE_TOKENIZER_DIRECT
-
-StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& path) {
-  return internal_tokenizer::LoadSentencePieceDirect(path);
-}
-
-#else
-
 namespace {
 
 using LoadFn = Tokenizer* (*)(const std::string*, Status*);
+
+void* OpenDeepBound(const char* path) {
+  constexpr int kFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#ifdef PKMSERVE_SANITIZED
+  using DlopenFn = void* (*)(const char*, int);
+  static const DlopenFn libc_dlopen = [] {
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    return libc == nullptr ? nullptr : reinterpret_cast<DlopenFn>(dlsym(libc, "dlopen"));
+  }();
+  if (libc_dlopen == nullptr) return nullptr;  // dlerror() says why
+  return libc_dlopen(path, kFlags);
+#else
+  return dlopen(path, kFlags);
+#endif
+}
 
 // The plugin next to the running binary (build/bin or build/tests -> build/lib), else where
 // the build put it.
@@ -48,7 +59,7 @@ StatusOr<LoadFn> OpenPlugin() {
   static std::string error;
   std::call_once(once, [] {
     for (const std::string& candidate : PluginCandidates()) {
-      void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      void* handle = OpenDeepBound(candidate.c_str());
       if (handle == nullptr) {
         error += std::string(error.empty() ? "" : "; ") + dlerror();
         continue;
@@ -76,7 +87,5 @@ StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::strin
   if (tokenizer == nullptr) return status;
   return std::unique_ptr<Tokenizer>(tokenizer);
 }
-
-#endif
 
 }  // namespace pkm

@@ -16,7 +16,7 @@ namespace pkm {
 StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& path);
 
 namespace internal_tokenizer {
-// The implementation inside the plugin (or linked directly in sanitizer builds).
+// The implementation inside the plugin.
 StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceDirect(const std::string& path);
 }  // namespace internal_tokenizer
 

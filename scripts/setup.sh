@@ -26,6 +26,8 @@ SERVE_PACKAGES=(
 TEST_PACKAGES=(
   # C++ tests and micro-benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzzing (tests/fuzz): clang with libFuzzer and its sanitizer runtimes
+  clang-14 libclang-rt-14-dev
   # python reference, training, tests (Debian's interpreter: /usr/bin/python3)
   sentencepiece python3-torch python3-numpy python3-sentencepiece python3-pytest
   python3-matplotlib python3-grpcio python3-protobuf
