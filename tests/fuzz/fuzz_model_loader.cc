@@ -12,18 +12,21 @@
 
 #include "engine/engine.h"
 #include "kernels/cpu/backend/cpu_backend.h"
+#include <filesystem>
+
 #include "model_loader/model_loader.h"
-#include "tests/fuzz/fuzz_files.h"
+#include "tests/model_loader/test_model_writer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const pkm::fuzz::ScratchDir* dir = new pkm::fuzz::ScratchDir();
+  static const pkm::testing::TempDir* dir = new pkm::testing::TempDir();
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const size_t split = input.find('\0');
-  dir->Write("config.json", input.substr(0, split));
+  pkm::testing::WriteFile(dir->Join("config.json"), input.substr(0, split));
   if (split == std::string_view::npos) {
-    dir->Remove("model.safetensors");
+    std::error_code ec;
+    std::filesystem::remove(dir->Join("model.safetensors"), ec);
   } else {
-    dir->Write("model.safetensors", input.substr(split + 1));
+    pkm::testing::WriteFile(dir->Join("model.safetensors"), input.substr(split + 1));
   }
 
   pkm::StatusOr<pkm::LoadedModel> model = pkm::LoadModel(dir->path());

@@ -18,6 +18,7 @@
 #include "model_loader/tokenizer_tiktoken.h"
 #include "model_loader/tokenizer_xlm.h"
 #include "tests/fuzz/fuzz_files.h"
+#include "tests/model_loader/test_model_writer.h"
 
 namespace {
 
@@ -49,7 +50,7 @@ std::unique_ptr<Tokenizer> Must(pkm::StatusOr<std::unique_ptr<Tokenizer>> t) {
 }
 
 // Every single byte (ranks 0-255), a few merges and two specials.
-std::unique_ptr<Tokenizer> MakeTiktoken(const pkm::fuzz::ScratchDir& dir) {
+std::unique_ptr<Tokenizer> MakeTiktoken(const pkm::testing::TempDir& dir) {
   std::string ranks;
   for (int b = 0; b < 256; ++b) {
     ranks += Base64(std::string(1, static_cast<char>(b))) + " " + std::to_string(b) + "\n";
@@ -58,29 +59,29 @@ std::unique_ptr<Tokenizer> MakeTiktoken(const pkm::fuzz::ScratchDir& dir) {
   for (const char* merged : {"th", "he", "the", " t", " the", "in", "ing", "é", "\xe2\x82"}) {
     ranks += Base64(merged) + " " + std::to_string(rank++) + "\n";
   }
-  dir.Write("ranks.tiktoken", ranks);
+  pkm::testing::WriteFile(dir.Join("ranks.tiktoken"), ranks);
   pkm::TiktokenOptions options;
   options.special_tokens = {{"<|endoftext|>", rank}, {"<|fim|>", rank + 1}};
   options.eos_id = rank;
-  return Must(pkm::LoadTiktokenTokenizer(dir.path() + "/ranks.tiktoken", options));
+  return Must(pkm::LoadTiktokenTokenizer(dir.Join("ranks.tiktoken"), options));
 }
 
-std::unique_ptr<Tokenizer> MakeXlm(const pkm::fuzz::ScratchDir& dir) {
+std::unique_ptr<Tokenizer> MakeXlm(const pkm::testing::TempDir& dir) {
   std::string words = "<s>\n</s>\n<pad>\n<unk>\n";
   for (int i = 0; i < 10; ++i) words += "<special" + std::to_string(i) + ">\n";
   for (const char* w : {"the", "ca@@", "t", "low@@", "er", "low", "b@@", "a@@", "é@@", "té"}) {
     words += std::string(w) + "\n";
   }
-  dir.Write("xlm_dictionary.txt", words);
-  dir.Write("xlm_bpe_codes.txt",
-            "t h 90\nth e</w> 80\nc a 70\nca t</w> 60\nl o 50\nlo w</w> 40\nlo w 30\n"
-            "e r</w> 20\nb a 10\nba t</w> 9\nt é</w> 8\n");
-  return Must(pkm::LoadXlmTokenizer(dir.path() + "/xlm_dictionary.txt",
-                                    dir.path() + "/xlm_bpe_codes.txt", 24, 1, 1));
+  pkm::testing::WriteFile(dir.Join("xlm_dictionary.txt"), words);
+  pkm::testing::WriteFile(dir.Join("xlm_bpe_codes.txt"),
+                          "t h 90\nth e</w> 80\nc a 70\nca t</w> 60\nl o 50\nlo w</w> 40\nlo w 30\n"
+                          "e r</w> 20\nb a 10\nba t</w> 9\nt é</w> 8\n");
+  return Must(pkm::LoadXlmTokenizer(dir.Join("xlm_dictionary.txt"),
+                                    dir.Join("xlm_bpe_codes.txt"), 24, 1, 1));
 }
 
 struct Fixtures {
-  pkm::fuzz::ScratchDir dir;
+  pkm::testing::TempDir dir;
   std::unique_ptr<Tokenizer> sentencepiece =
       Must(pkm::LoadSentencePieceTokenizer(pkm::fuzz::SourcePath("models/pkm-small/tokenizer.model")));
   std::unique_ptr<Tokenizer> tiktoken = MakeTiktoken(dir);
@@ -106,9 +107,9 @@ void Exercise(const Tokenizer& t, std::string_view bytes, bool round_trips) {
   for (int32_t id : ids) (void)t.IdToPiece(id);
 }
 
-void ReadRanks(const pkm::fuzz::ScratchDir& dir, std::string_view file) {
-  dir.Write("fuzzed.tiktoken", file);
-  auto t = pkm::LoadTiktokenTokenizer(dir.path() + "/fuzzed.tiktoken", {});
+void ReadRanks(const pkm::testing::TempDir& dir, std::string_view file) {
+  pkm::testing::WriteFile(dir.Join("fuzzed.tiktoken"), file);
+  auto t = pkm::LoadTiktokenTokenizer(dir.Join("fuzzed.tiktoken"), {});
   if (!t.ok()) {
     Require(!t.status().message().empty());
     return;
@@ -117,18 +118,18 @@ void ReadRanks(const pkm::fuzz::ScratchDir& dir, std::string_view file) {
 }
 
 // Input: two bytes of vocabulary size, the dictionary, a NUL, the codes (no NUL: no codes).
-void ReadXlm(const pkm::fuzz::ScratchDir& dir, std::string_view input) {
+void ReadXlm(const pkm::testing::TempDir& dir, std::string_view input) {
   if (input.size() < 2) return;
   const int32_t vocab = static_cast<unsigned char>(input[0]) | static_cast<unsigned char>(input[1]) << 8;
   input.remove_prefix(2);
   const size_t split = input.find('\0');
-  dir.Write("fuzzed_dictionary.txt", input.substr(0, split));
+  pkm::testing::WriteFile(dir.Join("fuzzed_dictionary.txt"), input.substr(0, split));
   std::string codes;
   if (split != std::string_view::npos) {
-    dir.Write("fuzzed_codes.txt", input.substr(split + 1));
-    codes = dir.path() + "/fuzzed_codes.txt";
+    pkm::testing::WriteFile(dir.Join("fuzzed_codes.txt"), input.substr(split + 1));
+    codes = dir.Join("fuzzed_codes.txt");
   }
-  auto t = pkm::LoadXlmTokenizer(dir.path() + "/fuzzed_dictionary.txt", codes, vocab, 1, 1);
+  auto t = pkm::LoadXlmTokenizer(dir.Join("fuzzed_dictionary.txt"), codes, vocab, 1, 1);
   if (!t.ok()) {
     Require(!t.status().message().empty());
     return;
