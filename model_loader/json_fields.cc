@@ -6,6 +6,22 @@ namespace pkm::internal_loader {
 
 using json = nlohmann::json;
 
+std::optional<std::string> ParseJsonDocument(std::string_view text, json* out) {
+  auto message = [](const json::exception& e) {
+    std::string what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
+    if (size_t cut = what.find("] "); cut != std::string::npos) what = what.substr(cut + 2);
+    return what;
+  };
+  try {
+    *out = json::parse(text);
+    return std::nullopt;
+  } catch (const json::parse_error& e) {
+    return message(e) + " (byte " + std::to_string(e.byte) + ")";
+  } catch (const json::exception& e) {
+    return message(e);
+  }
+}
+
 std::string DescribeJson(const json& v) {
   std::string text = v.dump();
   if (text.size() > 60) text = text.substr(0, 57) + "...";

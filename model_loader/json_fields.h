@@ -5,6 +5,7 @@
 
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -56,6 +57,12 @@ class JsonFields {
 
 // kInvalidArgument "FILE: field 'FIELD': WHAT", the shape of every config.json error.
 Status FieldError(std::string_view file, std::string_view field, const std::string& what);
+
+// Parses a whole JSON document into `*out`; on failure, what is wrong and where ("syntax error
+// while parsing value - invalid literal; last read: 'x' (byte 3)", "number overflow parsing
+// '1e999' (byte 12)"). nlohmann reports both only by exception, and a number too large for a
+// double is an out_of_range one, not a parse_error.
+std::optional<std::string> ParseJsonDocument(std::string_view text, nlohmann::json* out);
 
 // "string \"256\"", "number 256.5": the found side of a type error.
 std::string DescribeJson(const nlohmann::json& v);

@@ -173,13 +173,8 @@ StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
 StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view path) {
   const std::string p(path);
   json j;
-  try {  // nlohmann reports syntax errors, with their position, only by exception
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    if (size_t cut = what.find("] "); cut != std::string::npos) what = what.substr(cut + 2);
-    return InvalidArgumentError(p + ": malformed JSON: " + what + " (byte " +
-                                std::to_string(e.byte) + ")");
+  if (std::optional<std::string> error = internal_loader::ParseJsonDocument(json_text, &j)) {
+    return InvalidArgumentError(p + ": malformed JSON: " + *error);
   }
   if (!j.is_object()) {
     return InvalidArgumentError(p + ": expected a JSON object of config fields, found " +

@@ -242,7 +242,9 @@ Status ValidateV1(const V1Config& c, std::string_view path) {
 StatusOr<V1Config> ParseV1(const json& j, std::string_view path) {
   const std::string p(path);
   std::vector<std::string> unknown;
-  for (const auto& [key, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    // A named reference, not a structured binding: clang 14 cannot capture those in a lambda.
+    const std::string& key = item.key();
     const bool known =
         std::any_of(kFields.begin(), kFields.end(), [&](const Field& f) { return f.name == key; });
     if (!known) unknown.push_back(key);

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "model_loader/file_util.h"
+#include "model_loader/json_fields.h"
 
 namespace pkm {
 namespace {
@@ -202,12 +203,8 @@ Status SafetensorsFile::ParseHeader() {
   }
   const std::string_view header(reinterpret_cast<const char*>(base + 8), header_len);
   json j;
-  try {  // nlohmann reports syntax errors, with their position, only by exception
-    j = json::parse(header);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    if (size_t cut = what.find("] "); cut != std::string::npos) what = what.substr(cut + 2);
-    return DataLossError(path_ + ": malformed header JSON: " + what);
+  if (std::optional<std::string> error = internal_loader::ParseJsonDocument(header, &j)) {
+    return DataLossError(path_ + ": malformed header JSON: " + *error);
   }
   if (!j.is_object()) {
     return DataLossError(path_ + ": header must be a JSON object, found " + Brief(j));

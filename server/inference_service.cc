@@ -455,11 +455,10 @@ grpc::Status InferenceService::CheckAuth(const grpc::CallbackServerContext* cont
     }
     if (diff == 0) return grpc::Status::OK;
   }
+  // One answer whether the token is missing or wrong: a caller learns nothing of which.
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                      it == metadata.end()
-                          ? "this server requires a bearer token: send metadata "
-                            "\"authorization: Bearer <token>\""
-                          : "the bearer token in \"authorization\" metadata is not valid");
+                      "this server needs metadata \"authorization: Bearer <token>\" (missing or "
+                      "not the server's token)");
 }
 
 RequestOutcome InferenceService::NewOutcome(const char* method) {

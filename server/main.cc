@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/version.h"
 #include "engine/backend_loader.h"
@@ -268,6 +269,10 @@ int main(int argc, char** argv) {
       pkm::SchedulerClock::now() +
       std::chrono::duration_cast<pkm::SchedulerClock::duration>(
           std::chrono::duration<double>(settings->drain_timeout_s)));
+  // gRPC's Shutdown cancels (CANCELLED, not UNAVAILABLE) the calls that have reached its
+  // transport but no handler yet, so keep refusing with UNAVAILABLE a moment longer first: a
+  // client whose last request has just finished then hears that the server is draining.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   // Every accepted call has had its terminal message queued; give the streams a moment to
   // flush, then close.
   (*server)->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -2,6 +2,7 @@
 // runs on any x86-64 CPU.
 #include "kernels/cpu/parallel.h"
 
+#include <cpuid.h>
 #include <omp.h>
 
 #include <atomic>
@@ -17,10 +18,16 @@ namespace {
 // possibly from other threads than the one that set it.
 std::atomic<int> g_threads{0};
 
+// F16C is read from CPUID leaf 1 (ECX bit 29) because clang's __builtin_cpu_supports does not
+// know the name "f16c" (GCC's does); the fuzz builds use clang.
+bool HasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 bool HasAvx2Fma() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c();
 }
 
 }  // namespace

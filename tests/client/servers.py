@@ -2,6 +2,7 @@
 import re
 import subprocess
 import threading
+import urllib.request
 
 
 def drain_stderr(proc, lines):
@@ -47,3 +48,33 @@ def run_pkm(pkm, *args, stdin=None, env=None):
     out.stdout = out.stdout.decode(errors="replace")
     out.stderr = out.stderr.decode(errors="replace")
     return out
+
+
+def scrape(metrics):
+    text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def series(values, name, **labels):
+    """The value of the one series of `name` whose labels include `labels` (0 if none)."""
+    found = [v for k, v in values.items() if k.split("{")[0] == name and
+             all(f'{key}="{val}"' in k for key, val in labels.items())]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def make_tls(d):
+    """A CA and a server certificate for localhost/127.0.0.1 (the openssl CLI)."""
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1")
+    for cmd in [f"openssl req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca",
+                f"openssl req {key} -keyout server.key -out server.csr -subj /CN=localhost",
+                "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                "-out server.pem -days 2 -extfile san.ext"]:
+        subprocess.run(cmd.split(), cwd=d, check=True, capture_output=True)
+    return d / "ca.pem", d / "server.pem", d / "server.key"

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.client.reference_ppl import reference
-from tests.client.servers import run_pkm, start_server
+from tests.client.servers import make_tls, run_pkm, start_server
 
 HELDOUT = "tests/data/heldout.txt"
 
@@ -143,17 +143,11 @@ def test_bench_counts_errors_by_status_code(binaries, server):
 def test_tls_and_bearer_token(binaries, tmp_path):
     """--tls-ca and --auth-token-file against a server that requires both."""
     d = str(tmp_path)
-    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    subprocess.run(
-        f"cd {d} && printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
-        f"openssl req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=ca && "
-        f"openssl req {key} -keyout srv.key -out srv.csr -subj /CN=localhost && "
-        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem "
-        "-days 2 -extfile san.ext", shell=True, check=True, capture_output=True)
+    make_tls(tmp_path)
     (tmp_path / "token").write_text("t0ken\n")
     (tmp_path / "wrong").write_text("nope\n")
     proc, address, _ = start_server(binaries[0], "--threads", "1", "--kv-cache-bytes", "16M",
-                                    "--tls-cert", f"{d}/srv.pem", "--tls-key", f"{d}/srv.key",
+                                    "--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server.key",
                                     "--auth-token-file", f"{d}/token")
     try:
         common = ["--server", address, "--timeout", "10"]

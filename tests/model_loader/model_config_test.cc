@@ -118,6 +118,14 @@ TEST(ModelConfigTest, MalformedJsonGivesPosition) {
                       {path, "malformed JSON", "line 3, column"}));
 }
 
+// A number beyond a double's range is nlohmann's out_of_range, not a parse error; it once
+// escaped the loader as an exception (found by fuzz_model_loader).
+TEST(ModelConfigTest, NumberOverflowIsAnError) {
+  EXPECT_TRUE(IsError(ParseModelConfig(R"({"format_version": 1, "d_model": 1e777})", kPath).status(),
+                      StatusCode::kInvalidArgument,
+                      {kPath, "malformed JSON", "number overflow parsing '1e777'"}));
+}
+
 TEST(ModelConfigTest, TopLevelMustBeAnObject) {
   EXPECT_TRUE(IsError(ParseModelConfig("[1, 2]", kPath).status(), StatusCode::kInvalidArgument,
                       {kPath, "JSON object", "array"}));

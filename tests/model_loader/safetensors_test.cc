@@ -133,6 +133,11 @@ TEST_F(SafetensorsTest, MalformedHeaderJson) {
                       {path_, "malformed header JSON", "line 1, column"}));
 }
 
+TEST_F(SafetensorsTest, HeaderNumberOverflowIsAnError) {
+  EXPECT_TRUE(IsError(OpenRaw(R"({"__metadata__": {"n": -1e400}})", ""), StatusCode::kDataLoss,
+                      {path_, "malformed header JSON", "number overflow"}));
+}
+
 TEST_F(SafetensorsTest, HeaderMustBeAnObject) {
   EXPECT_TRUE(IsError(OpenRaw("[1]", ""), StatusCode::kDataLoss, {path_, "JSON object"}));
 }

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.server import figures
+
 REPO = __file__.rsplit("/tests/server/", 1)[0]
 
 
@@ -33,6 +35,17 @@ def pkmserve(request):
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def figures_file(request):
+    figures.OUT = request.config.getoption("--figures")
+
+
 def pytest_addoption(parser):
+    parser.addoption("--requests", type=int, default=10000,
+                     help="requests of test_reliability.py's random cancel and deadline mix")
+    parser.addoption("--sanitized", action="store_true",
+                     help="pkmserve is a sanitizer build: memory figures are not compared")
+    parser.addoption("--figures", default=None,
+                     help="a JSON file the fault tests write their figures to")
     parser.addoption("--cuda-plugin", default=os.path.join("build", "lib", "libpkm_cuda_emu.so"),
                      help="the CUDA backend plugin that test_emulated_cuda.py serves with")

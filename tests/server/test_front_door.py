@@ -14,7 +14,7 @@ import urllib.request
 import grpc
 import pytest
 
-from tests.client.servers import start_server
+from tests.client.servers import scrape, series, start_server
 
 REPO = __file__.rsplit("/tests/server/", 1)[0]
 MODEL = f"{REPO}/models/pkm-small"
@@ -149,24 +149,6 @@ def served(pkmserve):
     channel.close()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-
-
-def scrape(metrics):
-    text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10).read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
-
-
-def series(values, name, **labels):
-    """The value of the one series of `name` whose labels include `labels` (0 if none)."""
-    found = [v for k, v in values.items() if k.split("{")[0] == name and
-             all(f'{key}="{val}"' in k for key, val in labels.items())]
-    assert len(found) <= 1, found
-    return found[0] if found else None
 
 
 def raw_call(channel, method, payload):

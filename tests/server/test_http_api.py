@@ -19,7 +19,7 @@ import urllib.request
 import grpc
 import pytest
 
-from tests.client.servers import start_server
+from tests.client.servers import make_tls, start_server
 
 BASE = ["--threads", "2", "--kv-cache-bytes", "32M"]
 PROMPT = "Once upon a time"
@@ -320,18 +320,6 @@ def test_metrics_count_http_calls_apart_from_grpc(served):
     assert count("pkmserve_request_success_total", api="http", finish_reason="length") == ok_before + 1
     assert count("pkmserve_request_failure_total", api="http", code="INVALID_ARGUMENT") == bad_before + 1
     assert count("pkmserve_request_success_total", api="grpc") == grpc_before
-
-
-def make_tls(d):
-    """A CA and a server certificate for localhost/127.0.0.1 (the openssl CLI)."""
-    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1")
-    for cmd in [f"openssl req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca",
-                f"openssl req {key} -keyout server.key -out server.csr -subj /CN=localhost",
-                "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                "-out server.pem -days 2 -extfile san.ext"]:
-        subprocess.run(cmd.split(), cwd=d, check=True, capture_output=True)
-    return d / "ca.pem", d / "server.pem", d / "server.key"
 
 
 def test_tls_serves_https_only(pkmserve, tmp_path):
