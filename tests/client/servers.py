@@ -1,7 +1,9 @@
 """pkmserve as a child process on free loopback ports, for the Python tests."""
 import re
+import signal
 import subprocess
 import threading
+import time
 import urllib.request
 
 
@@ -78,3 +80,12 @@ def make_tls(d):
                 "-out server.pem -days 2 -extfile san.ext"]:
         subprocess.run(cmd.split(), cwd=d, check=True, capture_output=True)
     return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+def stop_server(proc, timeout=60):
+    """SIGTERM, then the exit code must be 0; else the log's tail says why (a sanitizer's
+    report, a drain that timed out)."""
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=timeout)
+    time.sleep(0.2)  # the stderr thread reads the last lines
+    assert code == 0, f"pkmserve exited {code}:\n" + "".join(proc.log_lines[-60:])

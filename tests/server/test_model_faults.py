@@ -4,13 +4,12 @@ serving goes on being served from the file it loaded."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 
 import grpc
 import pytest
 
-from tests.client.servers import start_server
+from tests.client.servers import start_server, stop_server
 from tests.server.figures import record
 
 REPO = __file__.rsplit("/tests/server/", 1)[0]
@@ -98,5 +97,4 @@ def test_a_model_replaced_by_rename_while_serving_is_served_as_loaded(pkmserve, 
         record("model_replaced_while_serving", requests=2, failures=0, lost=0,
                served_as_loaded=True)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        stop_server(proc)

@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from tests.client.servers import scrape, series, start_server
+from tests.client.servers import scrape, series, start_server, stop_server
 from tests.server.figures import record, rss_bytes
 
 BASE = ["--threads", "2", "--kv-cache-bytes", "32M"]
@@ -126,8 +126,7 @@ def test_random_cancels_and_deadlines_leave_no_cache_and_no_memory_behind(pkmser
         if not request.config.getoption("--sanitized"):  # ASan's quarantine holds freed memory
             assert after <= before * 1.05, (before, after)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        stop_server(proc)
 
 
 def test_a_burst_past_the_queue_is_refused_and_the_accepted_all_complete(pkmserve, api):
@@ -165,14 +164,15 @@ def test_a_burst_past_the_queue_is_refused_and_the_accepted_all_complete(pkmserv
                accepted=codes.count("OK"), refused=len(refused),
                failures=burst - codes.count("OK") - len(refused), lost=codes.count(None))
         assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}, results
-        assert codes.count("OK") >= queue + running and refused, codes
+        # At least the queue's worth is accepted; the engine's loop may have moved none, one
+        # or both of the running slots' requests out of the queue when the burst lands.
+        assert codes.count("OK") >= queue and refused, codes
         assert all(r[1] == 32 for r in results if r[0] == "OK")
         assert all("queue is full" in r[1] for r in refused), refused[0]
         assert series(values, "pkmserve_request_failure_total", api="grpc",
                       code="RESOURCE_EXHAUSTED") == len(refused)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        stop_server(proc)
 
 
 def test_clients_that_stop_reading_hold_no_unbounded_buffers(pkmserve, api):
@@ -219,8 +219,7 @@ def test_clients_that_stop_reading_hold_no_unbounded_buffers(pkmserve, api):
         # A token's text is a few bytes: what waits for a stalled reader is small.
         assert during - before < 8 << 20, (before, during)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        stop_server(proc)
 
 
 def test_sigterm_under_load_completes_or_refuses_every_request(pkmserve, api):
@@ -293,5 +292,4 @@ def test_oversized_messages_are_refused_and_the_server_keeps_serving(pkmserve, a
         check_complete(pb, messages)
         record("oversized_messages", requests=4, refused=4, failures=0, lost=0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        stop_server(proc)

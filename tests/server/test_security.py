@@ -14,7 +14,7 @@ import urllib.request
 import grpc
 import pytest
 
-from tests.client.servers import make_tls, start_server
+from tests.client.servers import make_tls, start_server, stop_server
 from tests.server.figures import record
 
 BASE = ["--threads", "1", "--kv-cache-bytes", "16M"]
@@ -47,8 +47,7 @@ def guarded(pkmserve, tmp_path_factory):
     channel = grpc.secure_channel(address, credentials)
     yield proc, channel, metrics, key, ca
     channel.close()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
+    stop_server(proc)
 
 
 def test_a_missing_and_a_wrong_token_get_the_same_answer(api, guarded):
