@@ -16,27 +16,10 @@ import pytest
 
 from tests.client.servers import scrape, series, start_server, stop_server
 from tests.server.figures import record, rss_bytes
+from tests.server.load import text, wait_idle
 
 BASE = ["--threads", "2", "--kv-cache-bytes", "32M"]
-WORDS = "once upon a time there was a little cat who lived in a big house near the sea".split()
 FINISHED = ("FINISH_REASON_LENGTH", "FINISH_REASON_STOP", "FINISH_REASON_EOS")
-
-
-def text(rng, words):
-    return " ".join(rng.choice(WORDS) for _ in range(words))
-
-
-def wait_idle(metrics, timeout=60):
-    """The server's gauges once no request runs or waits and the KV cache is empty."""
-    deadline = time.monotonic() + timeout
-    while True:
-        values = scrape(metrics)
-        idle = (series(values, "pkmserve_requests_running") == 0 and
-                series(values, "pkmserve_requests_waiting") == 0 and
-                series(values, "pkmserve_kv_cache_usage_ratio") == 0)
-        if idle or time.monotonic() > deadline:
-            return values
-        time.sleep(0.1)
 
 
 def check_complete(pb, messages):
@@ -175,7 +158,7 @@ def test_a_burst_past_the_queue_is_refused_and_the_accepted_all_complete(pkmserv
         stop_server(proc)
 
 
-def test_clients_that_stop_reading_hold_no_unbounded_buffers(pkmserve, api):
+def test_clients_that_stop_reading_hold_no_unbounded_buffers(pkmserve, api, request):
     pb, rpc = api
     proc, address, metrics = start_server(pkmserve, *BASE)
     try:
@@ -216,8 +199,10 @@ def test_clients_that_stop_reading_hold_no_unbounded_buffers(pkmserve, api):
                rss_after=rss_bytes(proc.pid), lost=0, failures=0)
         assert len(set(lengths)) == 1 and lengths[0] > 100, lengths
         assert series(values, "pkmserve_kv_cache_usage_ratio") == 0
-        # A token's text is a few bytes: what waits for a stalled reader is small.
-        assert during - before < 8 << 20, (before, during)
+        # A token's text is a few bytes: what waits for a stalled reader is small (ASan's
+        # quarantine holds what the batches free, so a sanitized build is not measured).
+        if not request.config.getoption("--sanitized"):
+            assert during - before < 8 << 20, (before, during)
     finally:
         stop_server(proc)
 
