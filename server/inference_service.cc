@@ -187,8 +187,9 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
         AddTop(step.top, *tokenizer_, t->mutable_top_logprobs());
       }
       pending_.mutable_text()->append(step.text);
+      if (!ClaimPump()) return;
     }
-    PostPump();
+    pumps_->Post(this);
   }
 
   void OnFinished(const Status& status, const GenerateSummary& summary) {
@@ -206,20 +207,22 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
             static_cast<uint32_t>(summary.completion_tokens));
         final_pending_ = true;
       }
-    }
-    PostPump();
-  }
-
-  // From the engine thread: has the pump queue start the write (at most one queued at a
-  // time). A reactor with a queued pump is finished by no one but that pump, so the pointer
-  // stays valid.
-  void PostPump() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!started_ || pump_queued_ || writing_) return;
-      pump_queued_ = true;
+      // In the same critical section as done_: once done_ is seen, another thread's Pump may
+      // finish the call and OnDone delete the reactor, so nothing here may touch it after
+      // the lock unless a pump is claimed (which keeps any other Pump from finishing).
+      if (!ClaimPump()) return;
     }
     pumps_->Post(this);
+  }
+
+  // From the engine thread, with mu_ held: whether to have the pump queue start the write
+  // (at most one queued at a time). A reactor with a queued pump is finished by no one but
+  // that pump, so the queued pointer stays valid; a finished one gets no pump (found by the
+  // random cancel mix under ASan: a pump queued after another thread's Finish outlived it).
+  bool ClaimPump() {
+    if (!started_ || pump_queued_ || writing_ || finished_) return false;
+    pump_queued_ = true;
+    return true;
   }
 
  public:
