@@ -21,3 +21,12 @@ def wait_idle(metrics, timeout=60):
         if idle or time.monotonic() > deadline:
             return values
         time.sleep(0.1)
+
+
+def assert_nothing_left(values, rss_before, rss_after, sanitized):
+    """After a mix: no KV cache held, no request running, and memory within 5% of before
+    (not compared under ASan, whose quarantine holds freed memory)."""
+    assert series(values, "pkmserve_kv_cache_usage_ratio") == 0
+    assert series(values, "pkmserve_requests_running") == 0
+    if not sanitized:
+        assert rss_after <= rss_before * 1.05, (rss_before, rss_after)

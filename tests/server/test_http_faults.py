@@ -12,9 +12,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.client.servers import scrape, series, start_server, stop_server
+from tests.client.servers import start_server, stop_server
 from tests.server.figures import record, rss_bytes
-from tests.server.load import text, wait_idle
+from tests.server.load import assert_nothing_left, text, wait_idle
 
 BASE = ["--threads", "2", "--kv-cache-bytes", "32M"]
 KINDS = ["complete", "stream", "score", "leave", "timeout"]
@@ -121,9 +121,6 @@ def test_random_http_faults_leave_no_cache_and_no_memory_behind(pkmserve, reques
         assert sum(outcomes.values()) == count
         assert outcomes.get("leave:left", 0) > 0 and outcomes.get("timeout:left", 0) > 0
         assert counted == count, (counted, count)
-        assert series(values, "pkmserve_kv_cache_usage_ratio") == 0
-        assert series(values, "pkmserve_requests_running") == 0
-        if not request.config.getoption("--sanitized"):  # ASan's quarantine holds freed memory
-            assert after <= before * 1.05, (before, after)
+        assert_nothing_left(values, before, after, request.config.getoption("--sanitized"))
     finally:
         stop_server(proc)
