@@ -1,4 +1,5 @@
-"""What the fault and load tests share: random prompts, and waiting for the server to be idle."""
+"""What the fault and load tests share: random prompts, waiting for the server to be idle, and
+what must be true once it is."""
 import time
 
 from tests.client.servers import scrape, series
