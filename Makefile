@@ -43,11 +43,13 @@ SANITIZED_BUILD := -DPKMSERVE_BUILD_TESTS=ON -DPKMSERVE_BUILD_BENCH=OFF \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
 SANITIZER_ENV := UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1
+# Built with clang: it compiles the sanitized tree in a third of GCC's time, and its binaries
+# run the suite in about half (9 and 10 minutes here, against 22 and 17).
 # The bundled model generating through the emulated CUDA kernels takes over 10 minutes a test
 # under ASan; the same kernels run sanitized in the families' and the ops' emulated tests.
 ASAN_SKIP := ^cuda_emu\.CudaEngineTest\.
 test-asan: setup
-	@cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
+	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD)-asan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=address,undefined \
 	  -DPKMSERVE_WITH_CUDA=OFF $(SANITIZED_BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD)-asan --parallel
 	@$(SANITIZER_ENV) ctest --test-dir $(BUILD)-asan --output-on-failure --timeout 1200 -E '$(ASAN_SKIP)'

@@ -29,6 +29,16 @@ bool IsNameChar(char c) {
 
 }  // namespace
 
+std::string RetryServiceConfig(int retries) {
+  // gRPC's retry policy (gRFC A6): only UNAVAILABLE, which a server answers while it drains
+  // or a proxy while no replica is up, and only before the server has answered anything, so a
+  // retried call never repeats output the client has seen. Generate and Score are idempotent.
+  return R"({"methodConfig": [{"name": [{"service": "pkmserve.v1.Inference"}],
+    "retryPolicy": {"maxAttempts": )" +
+         std::to_string(retries + 1) + R"(, "initialBackoff": "0.1s", "maxBackoff": "1s",
+      "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})";
+}
+
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
     case grpc::StatusCode::OK: return "OK";
@@ -62,6 +72,10 @@ std::vector<FlagSpec> GlobalFlags() {
        FromEnv("PKM_AUTH_TOKEN_FILE", "")},
       {"timeout", "SECONDS", "deadline of each call, 0 for none (env PKM_TIMEOUT)",
        FromEnv("PKM_TIMEOUT", "600")},
+      {"retries", "N",
+       "retry a call refused with UNAVAILABLE before any answer (a draining or unreachable "
+       "server) up to N times, with backoff; 0: never (env PKM_RETRIES)",
+       FromEnv("PKM_RETRIES", "2")},
       {"help", "", "this text (also -h)", ""},
   };
 }
@@ -113,7 +127,10 @@ StatusOr<Connection> Connection::FromArgs(const Args& args) {
       return Status(StatusCode::kInvalidArgument, "--auth-token-file: the file is empty");
     }
   }
-  c.channel_ = grpc::CreateChannel(c.address_, credentials);
+  PKM_ASSIGN_OR_RETURN(const long retries, args.GetInt("retries", 0, kMaxRetries));
+  grpc::ChannelArguments channel_args;
+  if (retries > 0) channel_args.SetServiceConfigJSON(RetryServiceConfig(static_cast<int>(retries)));
+  c.channel_ = grpc::CreateCustomChannel(c.address_, credentials, channel_args);
   return c;
 }
 

@@ -21,9 +21,16 @@ inline constexpr int kExitUsage = 2;       // bad command line
 inline constexpr int kExitConnection = 3;  // the server cannot be reached (UNAVAILABLE)
 inline constexpr int kExitServer = 4;      // the server answered with an error
 
-// --server, --tls-ca, --auth-token-file, --timeout (each defaulting to its environment
-// variable: PKM_SERVER, PKM_TLS_CA, PKM_AUTH_TOKEN_FILE, PKM_TIMEOUT), --help.
+// --server, --tls-ca, --auth-token-file, --timeout, --retries (each defaulting to its
+// environment variable: PKM_SERVER, PKM_TLS_CA, PKM_AUTH_TOKEN_FILE, PKM_TIMEOUT,
+// PKM_RETRIES), --help.
 std::vector<FlagSpec> GlobalFlags();
+
+// gRPC allows at most 5 attempts of a call.
+inline constexpr int kMaxRetries = 4;
+// The channel's service config: calls to pkmserve.v1.Inference that end UNAVAILABLE with no
+// answer are tried again, up to `retries` more times (docs/operations.md, "Retries").
+std::string RetryServiceConfig(int retries);
 
 // Request fields and the pkm flags that set them: {"max_new_tokens", "--max-tokens"}, ...
 using FlagTerms = std::vector<std::pair<std::string, std::string>>;

@@ -32,7 +32,7 @@ constexpr char kUsage[] =
     "global flags, before or after the command:\n"
     "  --server HOST:PORT (env PKM_SERVER, default 127.0.0.1:50051), --tls-ca FILE\n"
     "  (PKM_TLS_CA), --auth-token-file FILE (PKM_AUTH_TOKEN_FILE), --timeout SECONDS\n"
-    "  (PKM_TIMEOUT, default 600), -h/--help\n"
+    "  (PKM_TIMEOUT, default 600), --retries N (PKM_RETRIES, default 2), -h/--help\n"
     "`pkm COMMAND --help` describes each command's flags.\n"
     "\n"
     "exit codes: 0 ok, 2 bad command line, 3 server unreachable, 4 server error\n";

@@ -26,8 +26,9 @@ SERVE_PACKAGES=(
 TEST_PACKAGES=(
   # C++ tests and micro-benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # fuzzing (tests/fuzz): clang with libFuzzer and its sanitizer runtimes
-  clang-14 libclang-rt-14-dev
+  # the sanitizer and fuzz builds (make test-asan, test-fuzz): clang with libFuzzer, its
+  # sanitizer runtimes and its OpenMP
+  clang-14 libclang-rt-14-dev libomp-14-dev
   # python reference, training, tests (Debian's interpreter: /usr/bin/python3)
   sentencepiece python3-torch python3-numpy python3-sentencepiece python3-pytest
   python3-matplotlib python3-grpcio python3-protobuf
@@ -37,6 +38,8 @@ TEST_PACKAGES=(
   nodejs curl
   # metrics tests: promtool, a real Prometheus, and headless Chromium for the dashboard shot
   prometheus chromium fonts-dejavu-core
+  # deploy/ checks: the compose file's schema, the scale-out test's gRPC proxy
+  docker-compose haproxy
 )
 
 list_only=0
@@ -64,6 +67,11 @@ done
 # ask for npm only where the command is missing.
 if [ "${1:-all}" = "all" ] && ! command -v npm >/dev/null 2>&1; then
   missing+=(npm)
+fi
+# kubectl renders deploy/k8s (kubectl kustomize): Debian's kubernetes-client where no other
+# kubectl is installed (a cloud SDK's would conflict with it).
+if [ "${1:-all}" = "all" ] && ! command -v kubectl >/dev/null 2>&1; then
+  missing+=(kubernetes-client)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "client"))
 sys.path.insert(0, str(ROOT))
 from tests.client.servers import run_pkm, start_server  # noqa: E402
-from tests.server.conftest import api  # noqa: E402,F401 (the generated gRPC stubs, a fixture)
 
 TOKENIZER = ROOT / "models/pkm-small/tokenizer.model"
 TEXT = "The whale swam past the ship, and the sailors watched it go under the grey waves."
