@@ -54,14 +54,16 @@ test-asan: setup
 	@cmake --build $(BUILD)-asan --parallel
 	@$(SANITIZER_ENV) ctest --test-dir $(BUILD)-asan --output-on-failure --timeout 1200 -E '$(ASAN_SKIP)'
 
-# The same under ThreadSanitizer (not in `make test`: libgomp is not instrumented, so the
-# OpenMP kernels run on one thread there, and the build takes as long again; docs/reliability.md).
+# The same under ThreadSanitizer, with clang as ASan (not in `make test`: the OpenMP runtime is
+# not instrumented, so the OpenMP kernels run on one thread there; docs/reliability.md).
+# TSAN_TESTS narrows it to a ctest -R pattern.
+TSAN_TESTS ?= .
 test-tsan: setup
-	@cmake -S . -B $(BUILD)-tsan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=thread \
+	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD)-tsan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=thread \
 	  -DPKMSERVE_WITH_CUDA=OFF -DPKMSERVE_CUDA_ON_CPU=OFF $(SANITIZED_BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD)-tsan --parallel
 	@OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  ctest --test-dir $(BUILD)-tsan --output-on-failure --timeout 1200
+	  ctest --test-dir $(BUILD)-tsan --output-on-failure --timeout 1200 -R '$(TSAN_TESTS)'
 
 # libFuzzer (clang) on the loader, the tokenizers and request validation, FUZZ_SECONDS each
 # from tests/fuzz/corpus; a crash fails the test and leaves its input in
