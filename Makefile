@@ -54,12 +54,17 @@ test-asan: setup
 	@cmake --build $(BUILD)-asan --parallel
 	@$(SANITIZER_ENV) ctest --test-dir $(BUILD)-asan --output-on-failure --timeout 1200 -E '$(ASAN_SKIP)'
 
-# The same under ThreadSanitizer, with clang as ASan (not in `make test`: the OpenMP runtime is
-# not instrumented, so the OpenMP kernels run on one thread there; docs/reliability.md).
-# TSAN_TESTS narrows it to a ctest -R pattern.
+# The same under ThreadSanitizer, with clang as ASan, against gRPC and Abseil built with TSan
+# from their Debian sources (scripts/tsan-deps.sh, about 40 minutes the first time): TSan sees
+# the synchronisation only of instrumented code. Not in `make test` for that build, and because
+# the OpenMP runtime is not instrumented, so the OpenMP kernels run on one thread there
+# (docs/reliability.md). TSAN_TESTS narrows it to a ctest -R pattern.
 TSAN_TESTS ?= .
+TSAN_LIBS := $(CURDIR)/$(BUILD)-tsan-deps/lib
 test-tsan: setup
+	@bash scripts/tsan-deps.sh $(TSAN_LIBS)
 	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(BUILD)-tsan $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPKMSERVE_SANITIZE=thread \
+	  -DPKMSERVE_INSTRUMENTED_LIBS=$(TSAN_LIBS) \
 	  -DPKMSERVE_WITH_CUDA=OFF -DPKMSERVE_CUDA_ON_CPU=OFF $(SANITIZED_BUILD) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD)-tsan --parallel
 	@OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
