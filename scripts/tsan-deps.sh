@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Builds Abseil and gRPC under ThreadSanitizer, from the Debian source packages of exactly the
-# versions installed, into LIBDIR (default build-tsan-deps/lib), for `make test-tsan`.
+# Builds Abseil, gRPC and cpp-httplib under ThreadSanitizer, from the Debian source packages of
+# exactly the versions installed, into LIBDIR (default build-tsan-deps/lib), for `make test-tsan`.
 #
 # Why: TSan sees a happens-before edge only where instrumented code (or an intercepted libc
-# call) makes it. Debian's gRPC and Abseil are not instrumented, so every hand-over inside gRPC
-# (completion queues, the poller, absl::Mutex, atomics) is invisible and each RPC reads as a
-# race between our handler and gRPC's threads. Built with -fsanitize=thread they synchronise
-# visibly, and what TSan reports is real. Protobuf, OpenSSL, c-ares and re2 stay Debian's: they
-# hand nothing across threads that gRPC does not already order.
+# call) makes it. Debian's gRPC, Abseil and cpp-httplib are not instrumented, so every hand-over
+# inside them (completion queues, the poller, absl::Mutex, httplib's thread pool, atomics) is
+# invisible and each request reads as a race between our handler and the library's threads.
+# Built with -fsanitize=thread they synchronise visibly, and what TSan reports is real.
+# Protobuf, OpenSSL, c-ares and re2 stay Debian's: they hand nothing across threads that gRPC
+# does not already order (OpenSSL's own reference counts are suppressed in tests/tsan.supp).
 #
 # Same sources and options as Debian's (the inline namespace absl::debian3, system protobuf,
-# c-ares, re2, OpenSSL, zlib), clang-14 as `make test-tsan`. Takes about 40 minutes on two
-# cores the first time; a stamp naming the versions makes later runs a no-op.
+# c-ares, re2, OpenSSL, zlib, brotli), clang-14 as `make test-tsan`. Takes about 9 minutes on
+# two cores the first time; a stamp per library and version makes later runs a no-op.
 set -euo pipefail
 
 LIBDIR=${1:-build-tsan-deps/lib}
@@ -23,8 +24,11 @@ JOBS=${JOBS:-$(nproc)}
 source_version() { dpkg-query -W -f='${source:Version}' "$1"; }
 ABSL_VERSION=$(source_version libabsl-dev)
 GRPC_VERSION=$(source_version libgrpc++-dev)
-STAMP="$LIBDIR/.built abseil=$ABSL_VERSION grpc=$GRPC_VERSION"
-[[ -e $STAMP ]] && exit 0
+HTTPLIB_VERSION=$(source_version libcpp-httplib-dev)
+stamp() { echo "$LIBDIR/.built-$1-$2"; }
+built() { [[ -e $(stamp "$1" "$2") ]]; }
+built abseil "$ABSL_VERSION" && built grpc "$GRPC_VERSION" && built cpp-httplib "$HTTPLIB_VERSION" &&
+  exit 0
 
 SUDO=""
 [[ $(id -u) -ne 0 ]] && SUDO=sudo
@@ -47,8 +51,8 @@ EOF
   $SUDO apt-get update -qq
 fi
 # dpkg-source unpacks and patches the sources; gRPC's codegen (the reflection service's
-# stubs) links libprotoc.
-for package in dpkg-dev libprotoc-dev; do
+# stubs) links libprotoc; cpp-httplib's compressors need brotli's headers.
+for package in dpkg-dev libprotoc-dev libbrotli-dev; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||
     $SUDO apt-get install -y -qq "$package" >/dev/null
 done
@@ -58,10 +62,14 @@ quiet() { "$@" >"$WORK/step.log" 2>&1 || { cat "$WORK/step.log" >&2; exit 1; }; 
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK"
-quiet apt-get source "abseil=$ABSL_VERSION" "grpc=$GRPC_VERSION"
-ABSL_SRC=$(find . -maxdepth 1 -type d -name 'abseil-*' | head -1)
-GRPC_SRC=$(find . -maxdepth 1 -type d -name 'grpc-*' | head -1)
-[[ -d $ABSL_SRC && -d $GRPC_SRC ]] || { echo "tsan-deps: apt-get source gave no abseil or grpc tree" >&2; exit 1; }
+# Unpacks one source package and prints its directory.
+unpack() {
+  quiet apt-get source "$1=$2"
+  local tree
+  tree=$(find . -maxdepth 1 -type d -name "$1-*" | head -1)
+  [[ -d $tree ]] || { echo "tsan-deps: apt-get source gave no $1 tree" >&2; exit 1; }
+  echo "$tree"
+}
 
 # Line tables are enough for TSan's stacks and keep the build small. No RUNPATH in the
 # libraries: the test binaries' DT_RPATH (make test-tsan) then decides every look-up, so
@@ -74,21 +82,46 @@ COMMON=(-G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX
 # come from these same sources, so the binaries build against them and load these.
 keep_libraries() { find "$1" -name "lib*.so*" \( -type f -o -type l \) -exec cp -a {} "$LIBDIR/" \; ; }
 
-echo "tsan-deps: abseil $ABSL_VERSION" >&2
-quiet cmake -S "$ABSL_SRC" -B absl-build "${COMMON[@]}" -DBUILD_TESTING=OFF
-quiet cmake --build absl-build --parallel "$JOBS"
-keep_libraries absl-build
+if ! built abseil "$ABSL_VERSION"; then
+  echo "tsan-deps: abseil $ABSL_VERSION" >&2
+  src=$(unpack abseil "$ABSL_VERSION")
+  quiet cmake -S "$src" -B absl-build "${COMMON[@]}" -DBUILD_TESTING=OFF
+  quiet cmake --build absl-build --parallel "$JOBS"
+  keep_libraries absl-build
+  touch "$(stamp abseil "$ABSL_VERSION")"
+fi
 
 # Debian's options (debian/rules), without the codegen plugins and the second, "unsecure"
 # copy of the core that the server does not link.
-echo "tsan-deps: grpc $GRPC_VERSION" >&2
-quiet cmake -S "$GRPC_SRC" -B grpc-build "${COMMON[@]}" \
-  -DgRPC_ABSL_PROVIDER=package -DgRPC_CARES_PROVIDER=package -DgRPC_PROTOBUF_PROVIDER=package \
-  -DgRPC_RE2_PROVIDER=package -DgRPC_SSL_PROVIDER=package -DgRPC_ZLIB_PROVIDER=package \
-  -DgRPC_BACKWARDS_COMPATIBILITY_MODE=OFF -DgRPC_BUILD_TESTS=OFF
-quiet cmake --build grpc-build --parallel "$JOBS" --target grpc++ grpc++_reflection
-keep_libraries grpc-build
+if ! built grpc "$GRPC_VERSION"; then
+  echo "tsan-deps: grpc $GRPC_VERSION" >&2
+  src=$(unpack grpc "$GRPC_VERSION")
+  quiet cmake -S "$src" -B grpc-build "${COMMON[@]}" \
+    -DgRPC_ABSL_PROVIDER=package -DgRPC_CARES_PROVIDER=package -DgRPC_PROTOBUF_PROVIDER=package \
+    -DgRPC_RE2_PROVIDER=package -DgRPC_SSL_PROVIDER=package -DgRPC_ZLIB_PROVIDER=package \
+    -DgRPC_BACKWARDS_COMPATIBILITY_MODE=OFF -DgRPC_BUILD_TESTS=OFF
+  quiet cmake --build grpc-build --parallel "$JOBS" --target grpc++ grpc++_reflection
+  keep_libraries grpc-build
+  touch "$(stamp grpc "$GRPC_VERSION")"
+fi
+
+# Debian builds the library with meson from split.py's halves of httplib.h, with poll(2)
+# (debian/rules) and the options pkg-config names; one translation unit, so clang directly.
+if ! built cpp-httplib "$HTTPLIB_VERSION"; then
+  echo "tsan-deps: cpp-httplib $HTTPLIB_VERSION" >&2
+  src=$(unpack cpp-httplib "$HTTPLIB_VERSION")
+  quiet /usr/bin/python3 "$src/split.py" --out "$WORK/httplib-split"
+  cmp -s "$WORK/httplib-split/httplib.h" /usr/include/httplib.h ||
+    { echo "tsan-deps: cpp-httplib's split header differs from /usr/include/httplib.h" >&2; exit 1; }
+  soname=$(readelf -d "$(pkg-config --variable=libdir cpp-httplib)/libcpp-httplib.so" |
+           sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+  # shellcheck disable=SC2046  # pkg-config prints several words on purpose
+  quiet clang++-14 -std=c++17 $FLAGS -fPIC -shared -DCPPHTTPLIB_USE_POLL \
+    $(pkg-config --cflags cpp-httplib) -I"$WORK/httplib-split" "$WORK/httplib-split/httplib.cc" \
+    -o "$LIBDIR/$soname" -Wl,-soname,"$soname" \
+    $(pkg-config --libs openssl zlib libbrotlidec libbrotlienc) -pthread
+  touch "$(stamp cpp-httplib "$HTTPLIB_VERSION")"
+fi
 
 rm -rf "$WORK"
-touch "$STAMP"
 echo "tsan-deps: instrumented libraries in $LIBDIR" >&2

@@ -1,4 +1,5 @@
-"""The ThreadSanitizer build loads gRPC and Abseil from scripts/tsan-deps.sh's folder.
+"""The ThreadSanitizer build loads gRPC, Abseil and cpp-httplib from scripts/tsan-deps.sh's
+folder.
 
 Registered only in a build configured with PKMSERVE_INSTRUMENTED_LIBS (`make test-tsan`): if a
 binary fell back to Debian's uninstrumented copies, TSan would report every RPC's hand-over
@@ -16,7 +17,8 @@ if "PKMSERVE_INSTRUMENTED_LIBS" not in os.environ:
 LIBDIR = os.environ["PKMSERVE_INSTRUMENTED_LIBS"]
 BINARIES = os.environ["PKMSERVE_TSAN_BINARIES"].split(os.pathsep)
 # What scripts/tsan-deps.sh builds; each binary's copies of these must come from LIBDIR.
-INSTRUMENTED = re.compile(r"^lib(grpc|grpc\+\+|grpc\+\+_reflection|gpr|upb|address_sorting|absl_\w+)\.so")
+INSTRUMENTED = re.compile(r"^lib(grpc|grpc\+\+|grpc\+\+_reflection|gpr|upb|address_sorting"
+                          r"|absl_\w+|cpp-httplib)\.so")
 
 
 def resolved_libraries(binary):
@@ -26,17 +28,20 @@ def resolved_libraries(binary):
     return dict(pairs)
 
 
-def test_grpc_and_abseil_resolve_to_the_instrumented_copies():
+def test_grpc_abseil_and_httplib_resolve_to_the_instrumented_copies():
     for binary in BINARIES:
         libraries = resolved_libraries(binary)
         ours = {name: path for name, path in libraries.items() if INSTRUMENTED.match(name)}
         assert "libgrpc.so.29" in ours and "libabsl_synchronization.so.20220623" in ours, binary
+        if os.path.basename(binary) == "pkmserve":  # the HTTP front end
+            assert "libcpp-httplib.so.0.11" in ours, binary
         elsewhere = {n: p for n, p in ours.items() if os.path.dirname(p) != LIBDIR}
         assert not elsewhere, f"{binary} loads these from outside {LIBDIR}: {elsewhere}"
 
 
 def test_the_copies_are_built_with_tsan():
-    for name in ("libgrpc.so.29", "libgpr.so.29", "libabsl_synchronization.so.20220623"):
+    for name in ("libgrpc.so.29", "libgpr.so.29", "libabsl_synchronization.so.20220623",
+                 "libcpp-httplib.so.0.11"):
         symbols = subprocess.run(["nm", "-D", "--undefined-only", os.path.join(LIBDIR, name)],
                                  check=True, capture_output=True, text=True).stdout
         assert "__tsan_func_entry" in symbols, f"{name} is not instrumented"
