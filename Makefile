@@ -55,7 +55,7 @@ test-asan: setup
 	@$(SANITIZER_ENV) ctest --test-dir $(BUILD)-asan --output-on-failure --timeout 1200 -E '$(ASAN_SKIP)'
 
 # The same under ThreadSanitizer, with clang as ASan, against gRPC, Abseil and cpp-httplib built
-# with TSan from their Debian sources (scripts/tsan-deps.sh, about 9 minutes the first time):
+# with TSan from their Debian sources (scripts/tsan-deps.sh, 6 to 9 minutes the first time):
 # TSan sees the synchronisation only of instrumented code. libomp is not instrumented, but it
 # loads its Archer tool under TSan, which tells TSan of every OpenMP barrier and task hand-over,
 # so the kernels run on all cores there; ignore_noninstrumented_modules is what Archer asks for

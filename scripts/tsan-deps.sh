@@ -11,7 +11,7 @@
 # does not already order (OpenSSL's own reference counts are suppressed in tests/tsan.supp).
 #
 # Same sources and options as Debian's (the inline namespace absl::debian3, system protobuf,
-# c-ares, re2, OpenSSL, zlib, brotli), clang-14 as `make test-tsan`. Takes about 9 minutes on
+# c-ares, re2, OpenSSL, zlib, brotli), clang-14 as `make test-tsan`. Takes 6 to 9 minutes on
 # two cores the first time; a stamp per library and version makes later runs a no-op.
 set -euo pipefail
 
