@@ -8,7 +8,8 @@
 # invisible and each request reads as a race between our handler and the library's threads.
 # Built with -fsanitize=thread they synchronise visibly, and what TSan reports is real.
 # Protobuf, OpenSSL, c-ares and re2 stay Debian's: they hand nothing across threads that gRPC
-# does not already order (OpenSSL's own reference counts are suppressed in tests/tsan.supp).
+# does not already order; TSan still follows their locks, and ignore_noninstrumented_modules
+# (the Makefile) keeps out reports from inside them, such as OpenSSL's own reference counts.
 #
 # Same sources and options as Debian's (the inline namespace absl::debian3, system protobuf,
 # c-ares, re2, OpenSSL, zlib, brotli), clang-14 as `make test-tsan`. Takes 6 to 9 minutes on
