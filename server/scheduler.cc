@@ -351,6 +351,9 @@ void Scheduler::RunStep(const std::vector<Planned>& plan) {
     }
     return;
   }
+  // The step's KV blocks and running count are published before its tokens reach a client, so
+  // a client that has its token and reads the metrics sees the cache that made it.
+  PublishStats();
   for (size_t i = 0; i < plan.size(); ++i) {
     if (!Deliver(plan[i].request, plan[i].len, static_cast<int>(i))) continue;
     auto it = std::find_if(running_.begin(), running_.end(),

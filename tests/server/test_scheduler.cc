@@ -348,6 +348,28 @@ TEST_F(SchedulerTest, CancellationEndsTheRequestAndFreesItsBlocks) {
   WaitForKvZero(*engine, s);
 }
 
+// A client that has a token and reads the metrics sees the step that made it: its KV blocks
+// and its request running, not the idle scheduler of the step before.
+TEST_F(SchedulerTest, StatsSeenWithATokenIncludeItsStep) {
+  auto engine = MakeEngine();
+  Scheduler s(engine.get(), tokenizer_, {});
+  GenerateCollector& c = Collectors(1)[0];
+  GenerateWork w = c.Attach(Work(Prompt("Watch the gauge"), 4, 7));
+  std::vector<SchedulerStats> seen;  // written on the scheduler's thread, read after get()
+  auto on_token = w.on_token;
+  w.on_token = [&, on_token](const GeneratedStep& step) {
+    on_token(step);
+    seen.push_back(s.Stats());
+  };
+  ASSERT_TRUE(s.SubmitGenerate(std::move(w)).ok());
+  ASSERT_TRUE(c.get().status.ok());
+  ASSERT_EQ(seen.size(), 4u);
+  for (const SchedulerStats& stats : seen) {
+    EXPECT_GT(stats.kv_usage, 0.0);
+    EXPECT_EQ(stats.running, 1);
+  }
+}
+
 TEST_F(SchedulerTest, DeadlineEndsTheRequest) {
   auto engine = MakeEngine();
   Scheduler s(engine.get(), tokenizer_, {});
