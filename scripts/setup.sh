@@ -40,6 +40,8 @@ TEST_PACKAGES=(
   prometheus chromium fonts-dejavu-core
   # deploy/ checks: the compose file's schema, the scale-out test's gRPC proxy
   docker-compose haproxy
+  # ss (the HTTP listener's backlog, tests/server/test_http_api.py)
+  iproute2
 )
 
 list_only=0

@@ -1,6 +1,7 @@
 #include "server/http/http_api.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <string_view>
@@ -85,6 +86,15 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(HttpApiConfig api) {
   server.set_keep_alive_max_count(100000);
   server.set_read_timeout(a.io_timeout_s, 0);
   server.set_write_timeout(a.io_timeout_s, 0);
+  // httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into Debian's
+  // library): past 5 connections not yet accepted, the kernel drops new SYNs and those clients
+  // wait a second for the retransmit, or time out. The listening socket is caught as httplib
+  // makes it and listened on again with the system's bound (listen may raise a backlog).
+  int listening_socket = -1;
+  server.set_socket_options([&listening_socket](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening_socket = sock;
+  });
   self->Routes();
 
   const size_t colon = a.listen.rfind(':');
@@ -97,6 +107,10 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(HttpApiConfig api) {
   if (self->port_ <= 0) {
     return Status(StatusCode::kUnavailable,
                   "--http-listen: cannot listen on " + a.listen + " (address in use or not local)");
+  }
+  if (::listen(listening_socket, SOMAXCONN) != 0) {
+    return Status(StatusCode::kUnavailable, "--http-listen: cannot listen on " + a.listen +
+                                                " with a backlog of " + std::to_string(SOMAXCONN));
   }
   HttpApi* raw = self.get();
   self->thread_ = std::thread([raw] { raw->server_->listen_after_bind(); });

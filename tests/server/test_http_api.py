@@ -386,6 +386,18 @@ def test_idle_connections_do_not_stop_it_serving(served):
             s.close()
 
 
+def test_the_listener_queues_a_burst_of_connections(served):
+    # httplib's own backlog is 5: a sixth client connecting before the accept loop runs again
+    # would have its SYN dropped and wait a second. ss's Send-Q of a listening socket is its
+    # backlog (capped by net.core.somaxconn).
+    _, url, _, _ = served
+    port = url.rsplit(":", 1)[1]
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+    assert out[0] == "LISTEN" and int(out[2]) == min(somaxconn, socket.SOMAXCONN), out
+
+
 def test_a_client_that_stalls_mid_request_is_answered_400_after_the_timeout(pkmserve):
     proc, _, _ = start_server(pkmserve, *BASE, "--http-timeout", "1")
     try:
