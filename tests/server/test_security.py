@@ -108,7 +108,10 @@ def listening_addresses(pid):
     """The local addresses of the TCP sockets `pid` listens on (from /proc/net/tcp{,6})."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed since the listing: not a listener, which stays open
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     found = []
