@@ -112,6 +112,7 @@ StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(HttpApiConfig api) {
     return Status(StatusCode::kUnavailable, "--http-listen: cannot listen on " + a.listen +
                                                 " with a backlog of " + std::to_string(SOMAXCONN));
   }
+  server.set_socket_options(httplib::default_socket_options);  // drops the capture of a local
   HttpApi* raw = self.get();
   self->thread_ = std::thread([raw] { raw->server_->listen_after_bind(); });
   // Until the loop runs, stop() would not reach it (and Shutdown would wait forever).
